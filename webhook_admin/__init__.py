@@ -1,0 +1,84 @@
+"""webhook-admin: the webhook sender of the SoftPOS platform."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .config import Settings, load_settings
+from .extensions import csrf, db, login_manager, migrate
+from .secrets_box import SecretBox
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(environ: Mapping[str, str] | None = None, settings: Settings | None = None) -> Flask:
+    """Build the app from the environment (or from given settings, for tests)."""
+    app = Flask(
+        __name__,
+        template_folder=os.path.join(PROJECT_ROOT, "templates"),
+        static_folder=os.path.join(PROJECT_ROOT, "static"),
+        instance_path=os.path.join(PROJECT_ROOT, "var"),
+    )
+    if settings is None:
+        settings = load_settings(environ, instance_path=app.instance_path)
+    if settings.database_url.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(settings.database_url[len("sqlite:///") :]) or ".", exist_ok=True)
+
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        TESTING=settings.env == "testing",
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=None,  # the ingest API answers 413 itself, with a JSON error
+        WTF_CSRF_TIME_LIMIT=None,  # a token lives as long as the session: no 1-hour surprise
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.env == "production",
+        REMEMBER_COOKIE_SECURE=settings.env == "production",
+    )
+    app.extensions["secret_box"] = (
+        SecretBox(settings.encryption_keys)
+        if settings.encryption_keys
+        else SecretBox.for_development(settings.secret_key)
+    )
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from . import models  # noqa: F401  (registers the tables with the metadata)
+    from .cli import register_cli
+    from .views import register_views
+
+    register_views(app)
+    register_cli(app)
+    return app
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        # Several processes share the file: wait for locks instead of failing at once.
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 40}
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """WAL and a busy timeout, so the web app and workers do not lock each other out."""
+    if type(dbapi_connection).__module__ != "sqlite3":
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,280 @@
+"""Operator commands: `flask --app wsgi <group> <command>`; `--json` for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from .extensions import db
+from .models import Delivery, DeliveryStatus, Endpoint
+from .queues import enqueue_deliveries
+from .services.catalog import list_catalog, seed_catalog
+from .services.delivery_state import request_retry
+from .services.endpoints import (
+    EndpointInput,
+    ValidationError,
+    create_endpoint,
+    delete_endpoint,
+    disable_endpoint,
+    enable_endpoint,
+    get_live_endpoint,
+)
+from .services.serialize import delivery_dict, endpoint_dict
+from .services.users import UserError, create_user
+
+CLI_ACTOR = "cli"
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def emit(value, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(value, indent=2, default=str) if as_json else text)
+
+
+def fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def load_endpoint(endpoint_id: int) -> Endpoint:
+    endpoint = get_live_endpoint(endpoint_id)
+    if endpoint is None:
+        fail(f"no endpoint with id {endpoint_id}")
+    return endpoint
+
+
+catalog_cli = click.Group("catalog", help="The event catalog.")
+endpoints_cli = click.Group("endpoints", help="Webhook endpoints.")
+deliveries_cli = click.Group("deliveries", help="Deliveries and retries.")
+events_cli = click.Group("events", help="Events.")
+users_cli = click.Group("users", help="Operator accounts.")
+secrets_cli = click.Group("secrets", help="Signing secrets at rest.")
+
+
+@catalog_cli.command("seed")
+@json_option
+def catalog_seed(as_json: bool) -> None:
+    """Add the catalog file's categories and event types (idempotent)."""
+    added = seed_catalog()
+    db.session.commit()
+    emit(added, as_json, f"added {added['categories']} categories, {added['event_types']} event types")
+
+
+@catalog_cli.command("list")
+@json_option
+def catalog_list(as_json: bool) -> None:
+    """Categories and their event types."""
+    categories = list_catalog()
+    data = [
+        {
+            "category": c.name,
+            "event_types": [{"name": t.name, "archived": t.archived} for t in c.event_types],
+        }
+        for c in categories
+    ]
+    lines = []
+    for c in categories:
+        lines.append(c.name)
+        lines += [f"  {t.name}{' (archived)' if t.archived else ''}" for t in c.event_types]
+    emit(data, as_json, "\n".join(lines))
+
+
+@endpoints_cli.command("add")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, help="event type to subscribe to (repeat)")
+@click.option("--category", default=None, help="category name")
+@click.option("--all-category-events", is_flag=True, help="every event type of the category")
+@click.option("--description", default="")
+@click.option("--merchant", default=None, help="only this merchant's events")
+@click.option("--header", "headers", multiple=True, help="custom header NAME:VALUE (repeat)")
+@json_option
+def endpoints_add(url, events, category, all_category_events, description, merchant, headers,
+                  as_json) -> None:
+    """Add an endpoint; prints its signing secret once."""
+    custom = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep:
+            fail(f"--header must be NAME:VALUE, got {header!r}")
+        custom[name.strip()] = value.strip()
+    data = EndpointInput(url, list(events), category, all_category_events, description, merchant,
+                         custom)
+    try:
+        endpoint, secret = create_endpoint(data, CLI_ACTOR)
+    except ValidationError as exc:
+        fail(str(exc))
+    db.session.commit()
+    out = endpoint_dict(endpoint) | {"secret": secret}
+    emit(out, as_json, f"endpoint {endpoint.id} {endpoint.url}\nsigning secret (shown once): {secret}")
+
+
+@endpoints_cli.command("list")
+@json_option
+def endpoints_list(as_json: bool) -> None:
+    """Every endpoint that is not deleted."""
+    endpoints = db.session.scalars(
+        select(Endpoint).where(Endpoint.deleted_at.is_(None)).order_by(Endpoint.id)
+    ).all()
+    rows = [endpoint_dict(e) for e in endpoints]
+    text = "\n".join(
+        f"{r['id']:>5}  {'enabled ' if r['enabled'] else 'disabled'}  {r['url']}  "
+        f"{','.join(r['event_types']) or r['category']}"
+        for r in rows
+    )
+    emit(rows, as_json, text or "no endpoints")
+
+
+@endpoints_cli.command("show")
+@click.argument("endpoint_id", type=int)
+@json_option
+def endpoints_show(endpoint_id: int, as_json: bool) -> None:
+    data = endpoint_dict(load_endpoint(endpoint_id))
+    emit(data, as_json, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@endpoints_cli.command("enable")
+@click.argument("endpoint_id", type=int)
+def endpoints_enable(endpoint_id: int) -> None:
+    """Enable; deliveries held while it was disabled go out."""
+    held = enable_endpoint(load_endpoint(endpoint_id), CLI_ACTOR)
+    db.session.commit()
+    enqueue_deliveries(held)
+    click.echo(f"endpoint {endpoint_id} enabled; {len(held)} held deliveries queued")
+
+
+@endpoints_cli.command("disable")
+@click.argument("endpoint_id", type=int)
+def endpoints_disable(endpoint_id: int) -> None:
+    """Disable; new events are not delivered, waiting ones are held."""
+    disable_endpoint(load_endpoint(endpoint_id), CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"endpoint {endpoint_id} disabled")
+
+
+@endpoints_cli.command("delete")
+@click.argument("endpoint_id", type=int)
+def endpoints_delete(endpoint_id: int) -> None:
+    """Delete; waiting deliveries are cancelled, history is kept."""
+    cancelled = delete_endpoint(load_endpoint(endpoint_id), CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"endpoint {endpoint_id} deleted; {cancelled} waiting deliveries cancelled")
+
+
+@deliveries_cli.command("list")
+@click.option("--endpoint", "endpoint_id", type=int, default=None)
+@click.option("--status", type=click.Choice(DeliveryStatus.ALL), default=None)
+@click.option("--limit", type=int, default=100)
+@json_option
+def deliveries_list(endpoint_id, status, limit, as_json) -> None:
+    """Newest deliveries first."""
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if endpoint_id is not None:
+        query = query.where(Delivery.endpoint_id == endpoint_id)
+    if status:
+        query = query.where(Delivery.status == status)
+    rows = [delivery_dict(d) for d in db.session.scalars(query)]
+    text = "\n".join(
+        f"{r['id']:>7}  {r['status']:<10} attempts={r['attempts']}  endpoint={r['endpoint_id']}  "
+        f"{r['event_type']}  {r['event_id']}"
+        for r in rows
+    )
+    emit(rows, as_json, text or "no deliveries")
+
+
+@deliveries_cli.command("retry")
+@click.argument("delivery_id", type=int)
+def deliveries_retry(delivery_id: int) -> None:
+    """Send a delivery again now (manual attempt)."""
+    delivery = db.session.get(Delivery, delivery_id)
+    if delivery is None:
+        fail(f"no delivery with id {delivery_id}")
+    if not request_retry(delivery):
+        fail(f"delivery {delivery_id} is {delivery.status}; it cannot be retried now")
+    from .services.audit import record_audit
+
+    record_audit(CLI_ACTOR, "delivery.retry", "delivery", delivery_id)
+    db.session.commit()
+    enqueue_deliveries([delivery_id])
+    click.echo(f"delivery {delivery_id} queued for a manual attempt")
+
+
+@events_cli.command("emit")
+@click.argument("event_type")
+@click.option("--data", "data_json", default="{}", help="the event's data, a JSON object")
+@click.option("--merchant", default=None)
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True, help="the app's URL")
+@click.option("--id", "event_id", default=None, help="webhook-id (default: a new one)")
+@json_option
+def events_emit(event_type, data_json, merchant, url, event_id, as_json) -> None:
+    """POST a signed event to the running app, as SoftPOS would."""
+    import requests
+
+    from .delivery.signing import sign
+
+    try:
+        data = json.loads(data_json)
+    except json.JSONDecodeError as exc:
+        fail(f"--data is not valid JSON: {exc}")
+    keys = current_app.config["SETTINGS"].ingest_keys
+    if not keys:
+        fail("WEBHOOK_INGEST_SECRET is not set; `make run` prints the development one")
+    payload = {"type": event_type, "data": data}
+    if merchant:
+        payload["merchant_id"] = merchant
+    body = json.dumps(payload).encode()
+    msg_id = event_id or f"evt_{uuid.uuid4().hex}"
+    ts = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(keys[0], msg_id, ts, body),
+    }
+    try:
+        response = requests.post(url.rstrip("/") + "/api/v1/events", data=body, headers=headers,
+                                 timeout=10)
+    except requests.RequestException as exc:
+        fail(f"could not reach {url}: {exc}")
+    if response.status_code >= 400:
+        fail(f"{response.status_code}: {response.text.strip()}")
+    emit(response.json(), as_json, f"{response.status_code} {response.text.strip()}")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "viewer"]), default="viewer", show_default=True)
+@click.option("--password", default=None, help="prompted for when omitted")
+def users_create(email: str, role: str, password: str | None) -> None:
+    """Create an operator account."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user, _ = create_user(email, role, password, CLI_ACTOR)
+    except UserError as exc:
+        fail(str(exc))
+    db.session.commit()
+    click.echo(f"user {user.email} created with role {user.role}")
+
+
+@secrets_cli.command("reencrypt")
+def secrets_reencrypt() -> None:
+    """Re-encrypt every endpoint secret under the newest WEBHOOK_ENCRYPTION_KEYS key."""
+    box = current_app.extensions["secret_box"]
+    count = 0
+    for endpoint in db.session.scalars(select(Endpoint)):
+        endpoint.secret_encrypted = box.rotate(endpoint.secret_encrypted)
+        if endpoint.previous_secret_encrypted:
+            endpoint.previous_secret_encrypted = box.rotate(endpoint.previous_secret_encrypted)
+        count += 1
+    db.session.commit()
+    click.echo(f"re-encrypted the secrets of {count} endpoints")
+
+
+def register_cli(app: Flask) -> None:
+    for group in (catalog_cli, endpoints_cli, deliveries_cli, events_cli, users_cli, secrets_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,193 @@
+"""Settings read from the environment once at start, validated, and refused when unsafe."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+ENVIRONMENTS = ("production", "development", "testing")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and what was wrong."""
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+def parse_positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+def parse_retry_schedule(name: str, raw: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(f"{name} must list seconds between tries, e.g. 5,300,1800; got {raw!r}")
+    try:
+        delays = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated whole seconds, got {raw!r}") from None
+    if any(d < 0 for d in delays):
+        raise ConfigError(f"{name} must not contain negative delays, got {raw!r}")
+    return delays
+
+
+def parse_whsec(name: str, raw: str) -> bytes:
+    """Decode one Standard Webhooks secret (`whsec_` + base64) into its key bytes."""
+    if not raw.startswith("whsec_"):
+        raise ConfigError(f"{name} must start with 'whsec_' (Standard Webhooks format)")
+    try:
+        key = base64.b64decode(raw[len("whsec_") :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{name} must be 'whsec_' followed by base64") from None
+    if len(key) < 24:
+        raise ConfigError(f"{name} must decode to at least 24 bytes, got {len(key)}")
+    return key
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str
+    redis_url: str
+    secret_key: str
+    ingest_keys: tuple[bytes, ...]
+    encryption_keys: tuple[str, ...]
+    retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    delivery_timeout: float = 15.0
+    connect_timeout: float = 5.0
+    sweep_interval: float = 30.0
+    allow_private_networks: bool = False
+    lease_seconds: float = 0.0  # 0 means: derived from the delivery timeout
+    worker_threads: int = 32
+    per_endpoint_concurrency: int = 8
+    retention_days: int = 30
+    disable_after_hours: float = 120.0
+    ca_bundle: str | None = None
+    egress_proxy: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def lease_duration(self) -> float:
+        """How long a claim holds a delivery: longer than any attempt can last."""
+        return self.lease_seconds or self.delivery_timeout + 30.0
+
+
+def _read_database_url(environ: Mapping[str, str], env: str, instance_path: str) -> str:
+    url = environ.get("DATABASE_URL", "").strip()
+    if not url:
+        return "sqlite:///" + os.path.join(instance_path, "webhook_admin.db")
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+        raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {url!r}")
+    return url
+
+
+def _read_ingest_keys(environ: Mapping[str, str], required: bool) -> tuple[bytes, ...]:
+    raw = environ.get("WEBHOOK_INGEST_SECRET", "").split()
+    if not raw:
+        if required:
+            raise ConfigError(
+                "WEBHOOK_INGEST_SECRET is required in production: a 'whsec_...' secret shared "
+                "with SoftPOS (several, space-separated, while rotating)"
+            )
+        return ()
+    return tuple(parse_whsec("WEBHOOK_INGEST_SECRET", value) for value in raw)
+
+
+def _read_encryption_keys(environ: Mapping[str, str], required: bool) -> tuple[str, ...]:
+    from cryptography.fernet import Fernet
+
+    raw = environ.get("WEBHOOK_ENCRYPTION_KEYS", "").split()
+    if not raw:
+        if required:
+            raise ConfigError(
+                "WEBHOOK_ENCRYPTION_KEYS is required in production: one or more Fernet keys, "
+                "newest first (make one with: python -c 'from cryptography.fernet import Fernet;"
+                " print(Fernet.generate_key().decode())')"
+            )
+        return ()
+    for value in raw:
+        try:
+            Fernet(value)
+        except (ValueError, binascii.Error):
+            raise ConfigError(
+                "WEBHOOK_ENCRYPTION_KEYS must hold url-safe base64 Fernet keys of 32 bytes"
+            ) from None
+    return tuple(raw)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, instance_path: str = "var") -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad variable."""
+    environ = os.environ if environ is None else environ
+    env = environ.get("APP_ENV", "production").strip() or "production"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    production = env == "production"
+
+    secret_key = environ.get("SECRET_KEY", "")
+    if production and len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY is required in production and must be at least 32 chars")
+    if not secret_key:
+        secret_key = "dev-only-secret-key-not-for-production"
+
+    allow_private_raw = environ.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS")
+    allow_private = (
+        not production
+        if allow_private_raw is None
+        else parse_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", allow_private_raw)
+    )
+
+    def optional(name: str, parser, default):
+        raw = environ.get(name)
+        return default if raw is None or raw.strip() == "" else parser(name, raw)
+
+    return Settings(
+        env=env,
+        database_url=_read_database_url(environ, env, instance_path),
+        redis_url=environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        secret_key=secret_key,
+        ingest_keys=_read_ingest_keys(environ, required=production),
+        encryption_keys=_read_encryption_keys(environ, required=production),
+        retry_schedule=optional("WEBHOOK_RETRY_SCHEDULE", parse_retry_schedule, DEFAULT_RETRY_SCHEDULE),
+        delivery_timeout=optional("WEBHOOK_DELIVERY_TIMEOUT", parse_positive_float, 15.0),
+        connect_timeout=optional("WEBHOOK_CONNECT_TIMEOUT", parse_positive_float, 5.0),
+        sweep_interval=optional("WEBHOOK_SWEEP_INTERVAL", parse_positive_float, 30.0),
+        allow_private_networks=allow_private,
+        lease_seconds=optional("WEBHOOK_LEASE_SECONDS", parse_positive_float, 0.0),
+        worker_threads=optional("WEBHOOK_WORKER_THREADS", parse_positive_int, 32),
+        per_endpoint_concurrency=optional("WEBHOOK_ENDPOINT_CONCURRENCY", parse_positive_int, 8),
+        retention_days=optional("WEBHOOK_RETENTION_DAYS", parse_positive_int, 30),
+        disable_after_hours=optional("WEBHOOK_DISABLE_AFTER_HOURS", parse_positive_float, 120.0),
+        ca_bundle=environ.get("WEBHOOK_CA_BUNDLE") or None,
+        egress_proxy=environ.get("WEBHOOK_EGRESS_PROXY") or None,
+    )

@@ -1,0 +1,127 @@
+"""One delivery attempt from claim to record: the heart of the sender."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from ..clock import utcnow
+from ..config import Settings
+from ..extensions import db
+from ..models import Delivery, DeliveryStatus, ErrorClass, Event
+from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_attempt, release_claim
+from ..services.endpoint_health import (
+    auto_disable_if_failing_too_long,
+    disable_if_gone,
+    record_endpoint_result,
+)
+from ..services.endpoint_secrets import active_signing_secrets
+from .envelope import build_request
+from .retry_policy import RETRY_AFTER_STATUSES, next_delay, parse_retry_after
+
+log = logging.getLogger(__name__)
+STORED_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    delivery_id: int
+    status: str  # the delivery's status after the attempt
+    retry_at: datetime | None = None  # naive UTC, when retrying
+
+
+def decide(settings: Settings, claim: Claim, result, started_at) -> Outcome:
+    """Succeeded, retry later (schedule, jitter, Retry-After), or give up."""
+    if result.succeeded:
+        return Outcome(DeliveryStatus.SUCCEEDED)
+    # 410 disables the endpoint; a blocked destination will not become safe by waiting.
+    if result.status_code == 410 or result.error_class == ErrorClass.BLOCKED:
+        return Outcome(DeliveryStatus.FAILED)
+    retry_after = None
+    if result.status_code in RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(result.headers.get("retry-after"), started_at)
+    delay = next_delay(settings.retry_schedule, claim.attempt_number, retry_after)
+    if delay is None:
+        return Outcome(DeliveryStatus.FAILED)
+    return Outcome(DeliveryStatus.RETRYING, started_at + timedelta(seconds=delay))
+
+
+def attempt_row(endpoint_id: int, url: str, claim: Claim, request, result, started_at) -> dict:
+    body = result.body.decode("utf-8", errors="replace") if result.body is not None else None
+    return {
+        "delivery_id": claim.delivery_id,
+        "endpoint_id": endpoint_id,
+        "number": claim.attempt_number,
+        "trigger": claim.trigger,
+        "started_at": started_at,
+        "duration_ms": result.duration_ms,
+        "request_url": url,
+        "request_headers": request.recorded_headers(),
+        "request_body": request.body.decode("utf-8", errors="replace")[:STORED_BODY_LIMIT],
+        "response_status": result.status_code,
+        "response_headers": result.headers or None,
+        "response_body": body[:STORED_BODY_LIMIT] if body is not None else None,
+        "error_class": result.error_class,
+        "error_message": result.error_message,
+        "succeeded": result.succeeded,
+    }
+
+
+def load_delivery(delivery_id: int) -> Delivery:
+    return db.session.execute(
+        select(Delivery)
+        .options(joinedload(Delivery.event), joinedload(Delivery.endpoint))
+        .where(Delivery.id == delivery_id)
+    ).scalar_one()
+
+
+def attempt_delivery(delivery_id: int, sender, settings: Settings) -> AttemptReport | None:
+    """Claim, send, record. None when there was nothing to do (not due, taken, held)."""
+    claim = claim_delivery(delivery_id, settings.lease_duration)
+    db.session.commit()
+    if claim is None:
+        return None
+    delivery = load_delivery(delivery_id)
+    endpoint = delivery.endpoint
+    if not endpoint.enabled or endpoint.deleted_at is not None:
+        release_claim(claim)
+        db.session.commit()
+        return None
+    event: Event = delivery.event
+    event_id, endpoint_id, url = event.id, endpoint.id, endpoint.url
+    timeout = endpoint.timeout_seconds or settings.delivery_timeout
+    request = build_request(
+        event, active_signing_secrets(endpoint), endpoint.custom_headers, int(time.time())
+    )
+    started_at = utcnow()
+    # End the read transaction: nothing is held open while we wait on the network.
+    db.session.commit()
+    result = sender.post(url, request.body, request.headers, timeout=timeout)
+    outcome = decide(settings, claim, result, started_at)
+    row = attempt_row(endpoint_id, url, claim, request, result, started_at)
+    if not finish_attempt(claim, row, outcome):
+        db.session.rollback()
+        return None
+    record_endpoint_result(
+        endpoint_id, started_at, result.status_code, result.error_class, result.succeeded
+    )
+    if not result.succeeded:
+        disable_if_gone(endpoint_id, result.status_code)
+        auto_disable_if_failing_too_long(endpoint_id, settings.disable_after_hours)
+    db.session.commit()
+    log.info(
+        "attempt delivery_id=%s event_id=%s endpoint_id=%s number=%s status=%s error=%s -> %s",
+        delivery_id,
+        event_id,
+        endpoint_id,
+        claim.attempt_number,
+        result.status_code,
+        result.error_class,
+        outcome.status,
+    )
+    return AttemptReport(delivery_id, outcome.status, outcome.next_attempt_at)

@@ -1,0 +1,62 @@
+"""The request we send: the envelope body, its signature, and the headers as recorded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..models import Event
+from .signing import sign_with_secrets
+
+USER_AGENT = "SoftPOS-Webhooks/1.0 (webhook-admin)"
+SIGNATURE_MASK = "v1,•••"
+# Header names whose values must never be stored or shown (they carry credentials).
+SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    body: bytes
+    headers: dict[str, str]
+
+    def recorded_headers(self) -> dict[str, str]:
+        """The headers as stored on the attempt: signatures and credentials masked."""
+        masked = {}
+        for name, value in self.headers.items():
+            lower = name.lower()
+            if lower == "webhook-signature":
+                masked[name] = " ".join(SIGNATURE_MASK for _ in value.split())
+            elif lower in SENSITIVE_HEADERS:
+                masked[name] = "•••"
+            else:
+                masked[name] = value
+        return masked
+
+
+def envelope_bytes(event: Event) -> bytes:
+    """`{id, type, timestamp, data}`; the exact bytes we sign are the bytes we send."""
+    envelope = {
+        "id": event.id,
+        "type": event.type,
+        "timestamp": event.occurred_at.isoformat(timespec="milliseconds") + "Z",
+        "data": event.data,
+    }
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def build_request(
+    event: Event, signing_secrets: list[str], custom_headers: dict[str, str], timestamp: int
+) -> OutboundRequest:
+    body = envelope_bytes(event)
+    headers = {name: str(value) for name, value in (custom_headers or {}).items()}
+    # Ours last, so a custom header can never override the signature or the id.
+    headers.update(
+        {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign_with_secrets(signing_secrets, event.id, timestamp, body),
+        }
+    )
+    return OutboundRequest(body, headers)

@@ -1,0 +1,26 @@
+"""RQ job functions: thin, they take an id and hand it on."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from .runner import DeliveryRunner, current_runner, install_runner
+
+
+def deliver(delivery_id: int) -> None:
+    """Attempt one delivery (on the worker's thread pool when there is one)."""
+    runner = current_runner()
+    if runner is None:
+        # An RQ worker started without worker.py: attempt in this thread.
+        runner = DeliveryRunner(current_app._get_current_object(), threads=1)
+        install_runner(runner)
+    if runner.concurrent:
+        runner.submit(delivery_id)
+    else:
+        runner.run_inline(delivery_id)
+
+
+def sweep() -> dict:
+    from .sweeper import sweep_once
+
+    return sweep_once()

@@ -1,0 +1,103 @@
+"""A bounded pool of delivery threads inside one worker process.
+
+RQ hands us delivery ids one at a time; each id is attempted on a pool thread so one process
+keeps many requests in flight. Durability does not depend on the pool: a claim is a lease in
+the database, so work lost with a crashed process is recovered by the sweeper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from flask import Flask
+
+from ..clock import utcnow
+from ..extensions import db
+from ..models import DeliveryStatus
+from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
+from .attempt import attempt_delivery
+from .http_sender import Sender
+
+log = logging.getLogger(__name__)
+
+
+def make_sender(settings) -> Sender:
+    return Sender(
+        allow_private=settings.allow_private_networks,
+        connect_timeout=settings.connect_timeout,
+        ca_bundle=settings.ca_bundle,
+        egress_proxy=settings.egress_proxy,
+        pool_maxsize=settings.worker_threads,
+    )
+
+
+class DeliveryRunner:
+    def __init__(self, app: Flask, threads: int):
+        self.app = app
+        self.settings = app.config["SETTINGS"]
+        self.sender = make_sender(self.settings)
+        self._slots = threading.BoundedSemaphore(threads)
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="delivery")
+        self.concurrent = threads > 1
+        # thread name -> delivery id, for the System page and shutdown logs.
+        self.in_flight: dict[str, int] = {}
+
+    def submit(self, delivery_id: int) -> None:
+        """Hand a delivery to a free thread; blocks while all threads are busy (backpressure)."""
+        self._slots.acquire()
+        try:
+            self._executor.submit(self._run, delivery_id)
+        except RuntimeError:  # shutting down: the sweeper will pick it up again
+            self._slots.release()
+            raise
+
+    def run_inline(self, delivery_id: int) -> None:
+        self._run(delivery_id, release=False)
+
+    def _run(self, delivery_id: int, release: bool = True) -> None:
+        thread = threading.current_thread().name
+        self.in_flight[thread] = delivery_id
+        try:
+            with self.app.app_context():
+                try:
+                    report = attempt_delivery(delivery_id, self.sender, self.settings)
+                    if report and report.status == DeliveryStatus.RETRYING:
+                        follow_up(delivery_id, report.retry_at)
+                except Exception:
+                    # Not swallowed: the claim's lease expires and the sweeper records the
+                    # attempt as interrupted and sends it again. Log it for the operator.
+                    log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
+                    db.session.rollback()
+                finally:
+                    db.session.remove()
+        finally:
+            self.in_flight.pop(thread, None)
+            if release:
+                self._slots.release()
+
+    def shutdown(self) -> None:
+        """Finish and record every attempt in flight, then stop."""
+        self._executor.shutdown(wait=True)
+        self.sender.close()
+
+
+def follow_up(delivery_id: int, retry_at: datetime | None) -> None:
+    """Queue the next try: now if it is already due, else at its time via RQ's scheduler."""
+    if retry_at is None or retry_at <= utcnow():
+        enqueue_deliveries([delivery_id], RETRY_QUEUE)
+    else:
+        schedule_delivery(delivery_id, retry_at)
+
+
+_runner: DeliveryRunner | None = None
+
+
+def install_runner(runner: DeliveryRunner | None) -> None:
+    global _runner
+    _runner = runner
+
+
+def current_runner() -> DeliveryRunner | None:
+    return _runner

@@ -1,0 +1,33 @@
+"""The data model; one aggregate per module, all re-exported here."""
+
+from .catalog import Category, EventType
+from .endpoint import (
+    DISABLED_AUTO,
+    DISABLED_GONE,
+    DISABLED_MANUAL,
+    Endpoint,
+    endpoint_event_types,
+)
+from .event import Attempt, Delivery, DeliveryStatus, ErrorClass, Event, Trigger
+from .user import ROLE_ADMIN, ROLE_VIEWER, ROLES, AuditEntry, User
+
+__all__ = [
+    "DISABLED_AUTO",
+    "DISABLED_GONE",
+    "DISABLED_MANUAL",
+    "ROLES",
+    "ROLE_ADMIN",
+    "ROLE_VIEWER",
+    "Attempt",
+    "AuditEntry",
+    "Category",
+    "Delivery",
+    "DeliveryStatus",
+    "Endpoint",
+    "ErrorClass",
+    "Event",
+    "EventType",
+    "Trigger",
+    "User",
+    "endpoint_event_types",
+]

@@ -1,0 +1,44 @@
+"""The event catalog: categories and the event types SoftPOS can emit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..clock import utcnow
+from ..extensions import db
+
+
+class Category(db.Model):
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+    event_types: Mapped[list[EventType]] = relationship(
+        back_populates="category", order_by="EventType.name"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Category {self.name}>"
+
+
+class EventType(db.Model):
+    __tablename__ = "event_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    example_payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    json_schema: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    category: Mapped[Category] = relationship(back_populates="event_types")
+
+    def __repr__(self) -> str:
+        return f"<EventType {self.name}>"

@@ -1,0 +1,85 @@
+"""Endpoints: where operators want events delivered, and which events they want."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..clock import utcnow
+from ..extensions import db
+from .catalog import Category, EventType
+
+endpoint_event_types = Table(
+    "endpoint_event_types",
+    db.Model.metadata,
+    Column("endpoint_id", ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True),
+    Column("event_type_id", ForeignKey("event_types.id"), primary_key=True, index=True),
+)
+
+# Why an endpoint is disabled; shown on its status badge.
+DISABLED_MANUAL = "manual"
+DISABLED_GONE = "gone"  # the receiver answered 410 Gone
+DISABLED_AUTO = "auto"  # failed every attempt for too long
+
+
+class Endpoint(db.Model):
+    __tablename__ = "endpoints"
+    __table_args__ = (Index("ix_endpoints_live", "deleted_at", "enabled"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"), nullable=True)
+    # True: every event type of the category, including ones added to the catalog later.
+    all_category_events: Mapped[bool] = mapped_column(Boolean, default=False)
+    merchant_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    custom_headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    timeout_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    # Signing secrets, encrypted at rest (see secrets_box.py); never stored in clear.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    disabled_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    disabled_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    # Health: the first failure after the last success, for warnings and auto-disable.
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_attempt_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_attempt_error: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    category: Mapped[Category | None] = relationship()
+    event_types: Mapped[list[EventType]] = relationship(
+        secondary=endpoint_event_types, order_by="EventType.name"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.id} {self.url}>"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None

@@ -1,0 +1,136 @@
+"""Events from SoftPOS, their deliveries to endpoints, and every attempt of each delivery."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..clock import utcnow
+from ..extensions import db
+from .endpoint import Endpoint
+
+# BigInteger ids on PostgreSQL; SQLite only autoincrements a column declared INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class DeliveryStatus:
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    ALL = (PENDING, IN_FLIGHT, RETRYING, SUCCEEDED, FAILED, CANCELLED)
+    # Waiting for a try: what a worker may claim and the sweeper watches.
+    WAITING = (PENDING, RETRYING)
+    FINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+
+class Trigger:
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+    TEST = "test"
+
+
+class ErrorClass:
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    DNS = "dns"
+    TLS = "tls"
+    BLOCKED = "blocked"
+    HTTP = "http"
+    INTERRUPTED = "interrupted"  # the worker died mid-attempt; found when its lease expired
+
+
+class Event(db.Model):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_received", "received_at"),)
+
+    # The producer's idempotency key: the `webhook-id` of the ingest request.
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(120), index=True)
+    data: Mapped[dict] = mapped_column(JSON)
+    merchant_id: Mapped[str | None] = mapped_column(String(120), nullable=True, index=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # sha256 of the raw ingest body: the same id with another body is a conflict (409).
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20), default="ingest")
+    delivery_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="event")
+
+
+class Delivery(db.Model):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
+        # The sweeper: waiting deliveries by due time; expired leases of in-flight ones.
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_lease", "status", "lease_expires_at"),
+        # The monitor and endpoint pages: newest first, per endpoint.
+        Index("ix_deliveries_endpoint_id", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
+    attempts_count: Mapped[int] = mapped_column(Integer, default=0)
+    # How the next attempt was asked for (automatic, manual, test).
+    next_trigger: Mapped[str] = mapped_column(String(20), default=Trigger.AUTOMATIC)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    event: Mapped[Event] = relationship(back_populates="deliveries")
+    endpoint: Mapped[Endpoint] = relationship()
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="delivery", order_by="Attempt.number.desc()"
+    )
+
+
+class Attempt(db.Model):
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "number", name="uq_attempts_delivery_number"),
+        Index("ix_attempts_started", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    # Denormalised so health and charts per endpoint need no join over a big table.
+    endpoint_id: Mapped[int] = mapped_column(Integer, index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    request_url: Mapped[str] = mapped_column(String(2048))
+    request_headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    request_body: Mapped[str] = mapped_column(Text, default="")
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_headers: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    succeeded: Mapped[bool] = mapped_column(default=False)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempts")

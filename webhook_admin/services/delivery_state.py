@@ -1,0 +1,239 @@
+"""The delivery state machine in SQL: claim with a lease, record an attempt, recover leases.
+
+Every transition is one conditional UPDATE, so two workers (or a worker and the sweeper) can
+never both win: the WHERE clause is the lock."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, insert, or_, select, update
+
+from ..clock import utcnow
+from ..extensions import db
+from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Trigger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    token: str
+    attempt_number: int
+    trigger: str
+
+
+def live_endpoint_ids():
+    return select(Endpoint.id).where(Endpoint.enabled.is_(True), Endpoint.deleted_at.is_(None))
+
+
+def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
+    """Take the delivery if it is waiting, due and its endpoint enabled; None otherwise."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.status.in_(DeliveryStatus.WAITING),
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            Delivery.endpoint_id.in_(live_endpoint_ids()),
+        )
+        .values(
+            status=DeliveryStatus.IN_FLIGHT,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts_count=Delivery.attempts_count + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    number, trigger = db.session.execute(
+        select(Delivery.attempts_count, Delivery.next_trigger).where(Delivery.id == delivery_id)
+    ).one()
+    return Claim(delivery_id, token, number, trigger)
+
+
+@dataclass
+class Outcome:
+    """What one attempt amounts to, decided by the caller from the response."""
+
+    status: str  # succeeded, retrying or failed
+    next_attempt_at: datetime | None = None
+
+
+def finish_attempt(claim: Claim, attempt_row: dict, outcome: Outcome) -> bool:
+    """Write the attempt and move the delivery on, if our lease still holds; False if it
+    was lost (the attempt then is not ours to record: the sweeper recorded it interrupted)."""
+    now = utcnow()
+    values = {
+        "status": outcome.status,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "next_attempt_at": outcome.next_attempt_at,
+        "next_trigger": Trigger.AUTOMATIC,
+        "last_status_code": attempt_row.get("response_status"),
+        "last_error_class": attempt_row.get("error_class"),
+        "last_attempt_at": attempt_row["started_at"],
+        "completed_at": now if outcome.status in DeliveryStatus.FINAL else None,
+    }
+    result = db.session.execute(
+        update(Delivery)
+        .where(Delivery.id == claim.delivery_id, Delivery.lease_token == claim.token)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        log.warning(
+            "lease lost before the attempt was recorded delivery_id=%s attempt=%s",
+            claim.delivery_id,
+            claim.attempt_number,
+        )
+        return False
+    db.session.execute(insert(Attempt), [attempt_row])
+    return True
+
+
+def release_claim(claim: Claim) -> None:
+    """Give a claimed delivery back untouched (its endpoint was disabled meanwhile)."""
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.id == claim.delivery_id, Delivery.lease_token == claim.token)
+        .values(
+            status=DeliveryStatus.RETRYING if claim.attempt_number > 1 else DeliveryStatus.PENDING,
+            attempts_count=Delivery.attempts_count - 1,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def recover_expired_leases(limit: int = 500) -> list[int]:
+    """Deliveries whose worker died mid-attempt: record that attempt as interrupted and make
+    them due again now. Returns their ids."""
+    now = utcnow()
+    rows = db.session.execute(
+        select(
+            Delivery.id,
+            Delivery.endpoint_id,
+            Delivery.attempts_count,
+            Delivery.lease_token,
+            Delivery.next_trigger,
+            Delivery.lease_expires_at,
+        )
+        .where(Delivery.status == DeliveryStatus.IN_FLIGHT, Delivery.lease_expires_at < now)
+        .limit(limit)
+    ).all()
+    recovered = []
+    for row in rows:
+        result = db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == row.id, Delivery.lease_token == row.lease_token)
+            .values(
+                status=DeliveryStatus.RETRYING,
+                lease_token=None,
+                lease_expires_at=None,
+                next_attempt_at=now,
+                next_trigger=Trigger.AUTOMATIC,
+                last_error_class=ErrorClass.INTERRUPTED,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            continue
+        db.session.execute(
+            insert(Attempt),
+            [
+                {
+                    "delivery_id": row.id,
+                    "endpoint_id": row.endpoint_id,
+                    "number": row.attempts_count,
+                    "trigger": row.next_trigger,
+                    "started_at": row.lease_expires_at,
+                    "duration_ms": 0,
+                    "request_url": "",
+                    "request_headers": {},
+                    "request_body": "",
+                    "error_class": ErrorClass.INTERRUPTED,
+                    "error_message": "the worker stopped during this attempt; its lease expired "
+                    "and the delivery was sent again",
+                    "succeeded": False,
+                }
+            ],
+        )
+        log.warning("recovered expired lease delivery_id=%s attempt=%s", row.id, row.attempts_count)
+        recovered.append(row.id)
+    return recovered
+
+
+def due_delivery_ids(older_than: datetime, limit: int) -> list[int]:
+    """Waiting deliveries of enabled endpoints that were due before `older_than`."""
+    return list(
+        db.session.scalars(
+            select(Delivery.id)
+            .where(
+                Delivery.status.in_(DeliveryStatus.WAITING),
+                Delivery.next_attempt_at <= older_than,
+                Delivery.endpoint_id.in_(live_endpoint_ids()),
+            )
+            .order_by(Delivery.next_attempt_at)
+            .limit(limit)
+        )
+    )
+
+
+def request_retry(delivery: Delivery, trigger: str = Trigger.MANUAL) -> bool:
+    """Make a delivery due now for one more attempt (failed, succeeded on purpose, or a
+    retrying one sooner). False if it is in flight or cancelled."""
+    if delivery.status in (DeliveryStatus.IN_FLIGHT, DeliveryStatus.CANCELLED):
+        return False
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery.id,
+            Delivery.status.notin_((DeliveryStatus.IN_FLIGHT, DeliveryStatus.CANCELLED)),
+        )
+        .values(
+            status=DeliveryStatus.RETRYING,
+            next_attempt_at=utcnow(),
+            next_trigger=trigger,
+            completed_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(delivery)
+    return result.rowcount == 1
+
+
+def cancel_waiting_deliveries(endpoint_id: int) -> int:
+    """Cancel what an endpoint still had waiting (it is being deleted)."""
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint_id,
+            Delivery.status.in_(DeliveryStatus.WAITING),
+        )
+        .values(status=DeliveryStatus.CANCELLED, completed_at=utcnow(), next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def held_delivery_ids(endpoint_id: int) -> list[int]:
+    """Deliveries waiting for an endpoint (sent when it is enabled again)."""
+    return list(
+        db.session.scalars(
+            select(Delivery.id).where(
+                and_(
+                    Delivery.endpoint_id == endpoint_id,
+                    Delivery.status.in_(DeliveryStatus.WAITING),
+                )
+            )
+        )
+    )

@@ -1,0 +1,92 @@
+"""What each attempt says about its endpoint: last result, failure streak, 410 and auto-disable."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from ..clock import utcnow
+from ..extensions import db
+from ..models import DISABLED_AUTO, DISABLED_GONE, AuditEntry, Endpoint
+
+log = logging.getLogger(__name__)
+SYSTEM_ACTOR = "system"
+
+
+def record_endpoint_result(
+    endpoint_id: int, started_at: datetime, status_code: int | None, error_class: str | None,
+    succeeded: bool,
+) -> None:
+    """Update the endpoint's last attempt and failure streak in one statement."""
+    values = {
+        "last_attempt_at": started_at,
+        "last_attempt_status": status_code,
+        "last_attempt_error": error_class,
+    }
+    if succeeded:
+        values.update(failing_since=None, consecutive_failures=0)
+    else:
+        values.update(
+            failing_since=func.coalesce(Endpoint.failing_since, started_at),
+            consecutive_failures=Endpoint.consecutive_failures + 1,
+        )
+    db.session.execute(
+        update(Endpoint)
+        .where(Endpoint.id == endpoint_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def disable_endpoint_by_system(endpoint_id: int, reason: str, note: str) -> bool:
+    """Disable an enabled endpoint (410 Gone or auto-disable) and audit it; False if it
+    was already disabled."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Endpoint)
+        .where(Endpoint.id == endpoint_id, Endpoint.enabled.is_(True))
+        .values(
+            enabled=False,
+            disabled_reason=reason,
+            disabled_note=note,
+            disabled_by=SYSTEM_ACTOR,
+            disabled_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    db.session.add(
+        AuditEntry(
+            at=now,
+            actor=SYSTEM_ACTOR,
+            action="endpoint.disable",
+            target_type="endpoint",
+            target_id=str(endpoint_id),
+            before={"enabled": True},
+            after={"enabled": False, "reason": reason, "note": note},
+        )
+    )
+    log.warning("endpoint disabled endpoint_id=%s reason=%s", endpoint_id, reason)
+    return True
+
+
+def disable_if_gone(endpoint_id: int, status_code: int | None) -> None:
+    if status_code == 410:
+        disable_endpoint_by_system(endpoint_id, DISABLED_GONE, "the receiver answered 410 Gone")
+
+
+def auto_disable_if_failing_too_long(endpoint_id: int, disable_after_hours: float) -> None:
+    """Disable an endpoint that has failed every attempt for longer than the limit."""
+    failing_since = db.session.scalar(
+        select(Endpoint.failing_since).where(Endpoint.id == endpoint_id)
+    )
+    if failing_since is None or failing_since > utcnow() - timedelta(hours=disable_after_hours):
+        return
+    disable_endpoint_by_system(
+        endpoint_id,
+        DISABLED_AUTO,
+        f"every attempt failed for more than {disable_after_hours:g} hours",
+    )

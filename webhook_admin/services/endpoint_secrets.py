@@ -1,0 +1,48 @@
+"""Endpoint signing secrets: issue, rotate (old one keeps signing for 24 h), decrypt to sign."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+
+from ..clock import utcnow
+from ..models import Endpoint
+from ..secrets_box import SecretBox, generate_signing_secret
+
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+def secret_box() -> SecretBox:
+    return current_app.extensions["secret_box"]
+
+
+def issue_secret(endpoint: Endpoint) -> str:
+    """Give a new endpoint its secret; returns the clear value to show once."""
+    secret = generate_signing_secret()
+    endpoint.secret_encrypted = secret_box().encrypt(secret)
+    return secret
+
+
+def rotate_secret(endpoint: Endpoint) -> str:
+    """New secret signs now; the previous keeps signing beside it for 24 h."""
+    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+    endpoint.previous_secret_expires_at = utcnow() + ROTATION_OVERLAP
+    return issue_secret(endpoint)
+
+
+def reveal_secret(endpoint: Endpoint) -> str:
+    return secret_box().decrypt(endpoint.secret_encrypted)
+
+
+def active_signing_secrets(endpoint: Endpoint) -> list[str]:
+    """The secrets that sign a request now: current first, then the previous while it lasts."""
+    box = secret_box()
+    secrets = [box.decrypt(endpoint.secret_encrypted)]
+    if (
+        endpoint.previous_secret_encrypted
+        and endpoint.previous_secret_expires_at
+        and endpoint.previous_secret_expires_at > utcnow()
+    ):
+        secrets.append(box.decrypt(endpoint.previous_secret_encrypted))
+    return secrets

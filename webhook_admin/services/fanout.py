@@ -1,0 +1,55 @@
+"""Which endpoints an event goes to, and the delivery rows that say so."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, exists, insert, or_, select
+
+from ..clock import utcnow
+from ..extensions import db
+from ..models import Delivery, DeliveryStatus, Endpoint, EventType, Trigger, endpoint_event_types
+
+
+def matching_endpoint_ids(event_type: EventType, merchant_id: str | None) -> list[int]:
+    """Enabled, live endpoints subscribed to this type (by name or by whole category)
+    whose merchant filter, if any, is this event's merchant."""
+    subscribed_by_type = exists().where(
+        endpoint_event_types.c.endpoint_id == Endpoint.id,
+        endpoint_event_types.c.event_type_id == event_type.id,
+    )
+    subscribed_by_category = and_(
+        Endpoint.all_category_events.is_(True), Endpoint.category_id == event_type.category_id
+    )
+    query = select(Endpoint.id).where(
+        Endpoint.enabled.is_(True),
+        Endpoint.deleted_at.is_(None),
+        or_(subscribed_by_type, subscribed_by_category),
+        or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == merchant_id),
+    )
+    return list(db.session.scalars(query.order_by(Endpoint.id)))
+
+
+def create_deliveries(
+    event_id: str, endpoint_ids: list[int], trigger: str = Trigger.AUTOMATIC
+) -> list[int]:
+    """Insert one waiting delivery per endpoint with a single multi-row INSERT; return ids."""
+    if not endpoint_ids:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "event_id": event_id,
+            "endpoint_id": endpoint_id,
+            "status": DeliveryStatus.PENDING,
+            "attempts_count": 0,
+            "next_trigger": trigger,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for endpoint_id in endpoint_ids
+    ]
+    db.session.execute(insert(Delivery), rows)
+    return list(
+        db.session.scalars(
+            select(Delivery.id).where(Delivery.event_id == event_id).order_by(Delivery.id)
+        )
+    )

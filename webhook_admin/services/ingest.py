@@ -1,0 +1,122 @@
+"""Accepting an event from SoftPOS: validate, store, fan out. The caller commits, then enqueues."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from ..clock import utcnow
+from ..extensions import db
+from ..models import Event, EventType
+from .fanout import create_deliveries, matching_endpoint_ids
+
+log = logging.getLogger(__name__)
+MAX_ID_LENGTH = 255
+
+
+class IngestError(ValueError):
+    """The event is not acceptable; `status` is the HTTP status, the message says why."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_id: str
+    delivery_ids: list[int]
+    created: bool  # False when this webhook-id was already accepted
+
+    def as_json(self) -> dict:
+        return {"id": self.event_id, "deliveries": len(self.delivery_ids)}
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def parse_event_body(body: bytes) -> dict:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IngestError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise IngestError(f"body must be a JSON object, got {type(payload).__name__}")
+    event_type = payload.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise IngestError("'type' is required and must be a string naming an event type")
+    data = payload.get("data", {})
+    if not isinstance(data, dict):
+        raise IngestError(f"'data' must be a JSON object, got {type(data).__name__}")
+    merchant_id = payload.get("merchant_id")
+    if merchant_id is not None and not isinstance(merchant_id, str):
+        raise IngestError("'merchant_id' must be a string when given")
+    return payload
+
+
+def parse_occurred_at(raw: object) -> datetime | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise IngestError("'occurred_at' must be an ISO 8601 string when given")
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise IngestError(f"'occurred_at' is not ISO 8601: {raw!r}") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def find_existing(event_id: str, digest: str) -> IngestResult | None:
+    """The first result for this id; IngestError 409 if it came with another body."""
+    event = db.session.get(Event, event_id)
+    if event is None:
+        return None
+    if event.body_sha256 != digest:
+        raise IngestError(
+            f"event {event_id!r} was already accepted with a different body", status=409
+        )
+    ids = [d.id for d in event.deliveries]
+    return IngestResult(event_id, ids, created=False)
+
+
+def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestResult:
+    """Store the event and its deliveries (flushed, not committed)."""
+    if len(event_id) > MAX_ID_LENGTH:
+        raise IngestError(f"webhook-id must be at most {MAX_ID_LENGTH} characters")
+    digest = body_digest(body)
+    existing = find_existing(event_id, digest)
+    if existing is not None:
+        return existing
+    payload = parse_event_body(body)
+    type_name = payload["type"]
+    event_type = db.session.scalar(select(EventType).where(EventType.name == type_name))
+    if event_type is None:
+        raise IngestError(f"unknown event type {type_name!r}: add it to the catalog first")
+    if event_type.archived:
+        raise IngestError(f"event type {type_name!r} is archived and no longer accepted")
+    now = utcnow()
+    merchant_id = payload.get("merchant_id")
+    event = Event(
+        id=event_id,
+        type=type_name,
+        data=payload.get("data", {}),
+        merchant_id=merchant_id,
+        occurred_at=parse_occurred_at(payload.get("occurred_at")) or now,
+        received_at=now,
+        body_sha256=digest,
+        source=source,
+    )
+    db.session.add(event)
+    db.session.flush()
+    delivery_ids = create_deliveries(event_id, matching_endpoint_ids(event_type, merchant_id))
+    event.delivery_count = len(delivery_ids)
+    log.info("event accepted event_id=%s type=%s deliveries=%d", event_id, type_name, len(delivery_ids))
+    return IngestResult(event_id, delivery_ids, created=True)
