@@ -198,8 +198,9 @@ def deliveries_retry(delivery_id: int) -> None:
     from .services.audit import record_audit
 
     record_audit(CLI_ACTOR, "delivery.retry", "delivery", delivery_id)
+    attempts_made = delivery.attempts_count
     db.session.commit()
-    enqueue_deliveries([delivery_id])
+    enqueue_deliveries([(delivery_id, attempts_made)])
     click.echo(f"delivery {delivery_id} queued for a manual attempt")
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import current_app
 from redis import Redis
@@ -41,28 +42,40 @@ def get_queue(name: str) -> Queue:
     return Queue(name, connection=get_redis())
 
 
-def job_id_for(delivery_id: int) -> str:
-    """One RQ job id per delivery, so the sweeper can ask Redis whether it is still live."""
-    return f"delivery-{delivery_id}"
+# A delivery to queue: its id with the number of attempts made so far, or just the id.
+DeliveryRef = int | tuple[int, int]
 
 
-def _job_options(delivery_id: int) -> dict:
+def job_id_for(delivery_id: int, attempts_made: int | None) -> str:
+    """`delivery-<id>-<attempts made>`: the sweeper can ask Redis whether the job for a
+    delivery's next attempt is live, and a follow-up never reuses the id of the job that is
+    running (RQ deletes a finished job's hash, which would orphan a re-queued same id)."""
+    suffix = attempts_made if attempts_made is not None else "x" + uuid.uuid4().hex[:12]
+    return f"delivery-{delivery_id}-{suffix}"
+
+
+def _split(ref: DeliveryRef) -> tuple[int, int | None]:
+    return ref if isinstance(ref, tuple) else (ref, None)
+
+
+def _job_options(delivery_id: int, attempts_made: int | None) -> dict:
     return {
-        "job_id": job_id_for(delivery_id),
+        "job_id": job_id_for(delivery_id, attempts_made),
         "result_ttl": 0,  # the database keeps the outcome; Redis forgets finished jobs
         "failure_ttl": 3600,
         "timeout": 300,
     }
 
 
-def enqueue_deliveries(delivery_ids: Iterable[int], queue_name: str = FRESH_QUEUE) -> bool:
+def enqueue_deliveries(deliveries: Iterable[DeliveryRef], queue_name: str = FRESH_QUEUE) -> bool:
     """Queue a job per delivery in one round trip; False (and a log line) if Redis is down."""
-    ids = list(delivery_ids)
-    if not ids:
+    refs = [_split(ref) for ref in deliveries]
+    if not refs:
         return True
+    ids = [i for i, _ in refs]
     try:
         queue = get_queue(queue_name)
-        jobs = [Queue.prepare_data(DELIVER_FUNC, (i,), **_job_options(i)) for i in ids]
+        jobs = [Queue.prepare_data(DELIVER_FUNC, (i,), **_job_options(i, n)) for i, n in refs]
         with get_redis().pipeline() as pipe:
             queue.enqueue_many(jobs, pipeline=pipe)
             pipe.execute()
@@ -72,13 +85,14 @@ def enqueue_deliveries(delivery_ids: Iterable[int], queue_name: str = FRESH_QUEU
     return True
 
 
-def schedule_delivery(delivery_id: int, when: datetime) -> bool:
+def schedule_delivery(delivery_id: int, attempts_made: int, when: datetime) -> bool:
     """Queue a retry at `when` (naive UTC) on the retry queue via RQ's scheduler."""
-    from datetime import UTC
-
     try:
         get_queue(RETRY_QUEUE).enqueue_at(
-            when.replace(tzinfo=UTC), DELIVER_FUNC, delivery_id, **_job_options(delivery_id)
+            when.replace(tzinfo=UTC),
+            DELIVER_FUNC,
+            delivery_id,
+            **_job_options(delivery_id, attempts_made),
         )
     except RedisError as exc:
         log.warning("schedule failed delivery_id=%s, the sweeper will send it: %s", delivery_id, exc)
@@ -86,15 +100,16 @@ def schedule_delivery(delivery_id: int, when: datetime) -> bool:
     return True
 
 
-def live_job_ids(delivery_ids: list[int]) -> set[int]:
-    """The deliveries among these that Redis has a queued, scheduled or running job for."""
+def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
+    """The deliveries among these (id, attempts made) that Redis has a queued, scheduled or
+    running job for, for their next attempt."""
     redis = get_redis()
     with redis.pipeline() as pipe:
-        for i in delivery_ids:
-            pipe.hget(Job.key_for(job_id_for(i)), "status")
+        for i, n in deliveries:
+            pipe.hget(Job.key_for(job_id_for(i, n)), "status")
         statuses = pipe.execute()
     return {
         i
-        for i, status in zip(delivery_ids, statuses, strict=True)
+        for (i, _), status in zip(deliveries, statuses, strict=True)
         if status is not None and status.decode() in LIVE_JOB_STATES
     }

@@ -31,6 +31,7 @@ STORED_BODY_LIMIT = 64 * 1024
 @dataclass(frozen=True)
 class AttemptReport:
     delivery_id: int
+    attempt_number: int
     status: str  # the delivery's status after the attempt
     retry_at: datetime | None = None  # naive UTC, when retrying
 
@@ -124,4 +125,4 @@ def attempt_delivery(delivery_id: int, sender, settings: Settings) -> AttemptRep
         result.error_class,
         outcome.status,
     )
-    return AttemptReport(delivery_id, outcome.status, outcome.next_attempt_at)
+    return AttemptReport(delivery_id, claim.attempt_number, outcome.status, outcome.next_attempt_at)

@@ -64,7 +64,7 @@ class DeliveryRunner:
                 try:
                     report = attempt_delivery(delivery_id, self.sender, self.settings)
                     if report and report.status == DeliveryStatus.RETRYING:
-                        follow_up(delivery_id, report.retry_at)
+                        follow_up(delivery_id, report.attempt_number, report.retry_at)
                 except Exception:
                     # Not swallowed: the claim's lease expires and the sweeper records the
                     # attempt as interrupted and sends it again. Log it for the operator.
@@ -83,12 +83,12 @@ class DeliveryRunner:
         self.sender.close()
 
 
-def follow_up(delivery_id: int, retry_at: datetime | None) -> None:
+def follow_up(delivery_id: int, attempts_made: int, retry_at: datetime | None) -> None:
     """Queue the next try: now if it is already due, else at its time via RQ's scheduler."""
     if retry_at is None or retry_at <= utcnow():
-        enqueue_deliveries([delivery_id], RETRY_QUEUE)
+        enqueue_deliveries([(delivery_id, attempts_made)], RETRY_QUEUE)
     else:
-        schedule_delivery(delivery_id, retry_at)
+        schedule_delivery(delivery_id, attempts_made, retry_at)
 
 
 _runner: DeliveryRunner | None = None

@@ -37,9 +37,7 @@ def verify(
 ) -> None:
     """Raise SignatureError unless one of the signatures matches one of the keys, in time."""
     if not msg_id or not timestamp or not signature_header:
-        raise SignatureError(
-            "missing webhook-id, webhook-timestamp or webhook-signature header"
-        )
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
     try:
         ts = int(timestamp)
     except ValueError:

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from ..clock import utcnow
 from ..extensions import db
 from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids
-from ..services.delivery_state import due_delivery_ids, recover_expired_leases
+from ..services.delivery_state import due_deliveries, recover_expired_leases
 
 log = logging.getLogger(__name__)
 # A job due this recently may still be on its way from RQ's scheduler (it polls each second).
@@ -32,10 +32,11 @@ def sweep_once() -> dict:
     db.session.commit()
     requeued = 0
     cutoff = utcnow() - timedelta(seconds=GRACE_SECONDS)
-    ids = due_delivery_ids(cutoff, BATCH)
+    due = due_deliveries(cutoff, BATCH)
     db.session.commit()
-    if ids:
-        orphans = [i for i in ids if i not in live_job_ids(ids)]
+    if due:
+        live = live_job_ids(due)
+        orphans = [ref for ref in due if ref[0] not in live]
         if orphans and enqueue_deliveries(orphans, RETRY_QUEUE):
             requeued = len(orphans)
     stats = {"recovered": len(recovered), "requeued": requeued}

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 
 from ..clock import utcnow
 from ..extensions import db
@@ -172,11 +172,12 @@ def recover_expired_leases(limit: int = 500) -> list[int]:
     return recovered
 
 
-def due_delivery_ids(older_than: datetime, limit: int) -> list[int]:
-    """Waiting deliveries of enabled endpoints that were due before `older_than`."""
-    return list(
-        db.session.scalars(
-            select(Delivery.id)
+def due_deliveries(older_than: datetime, limit: int) -> list[tuple[int, int]]:
+    """(id, attempts made) of waiting deliveries of enabled endpoints due before `older_than`."""
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            select(Delivery.id, Delivery.attempts_count)
             .where(
                 Delivery.status.in_(DeliveryStatus.WAITING),
                 Delivery.next_attempt_at <= older_than,
@@ -185,7 +186,7 @@ def due_delivery_ids(older_than: datetime, limit: int) -> list[int]:
             .order_by(Delivery.next_attempt_at)
             .limit(limit)
         )
-    )
+    ]
 
 
 def request_retry(delivery: Delivery, trigger: str = Trigger.MANUAL) -> bool:
@@ -225,15 +226,14 @@ def cancel_waiting_deliveries(endpoint_id: int) -> int:
     return result.rowcount
 
 
-def held_delivery_ids(endpoint_id: int) -> list[int]:
-    """Deliveries waiting for an endpoint (sent when it is enabled again)."""
-    return list(
-        db.session.scalars(
-            select(Delivery.id).where(
-                and_(
-                    Delivery.endpoint_id == endpoint_id,
-                    Delivery.status.in_(DeliveryStatus.WAITING),
-                )
+def held_deliveries(endpoint_id: int) -> list[tuple[int, int]]:
+    """(id, attempts made) of deliveries waiting for an endpoint (sent when enabled again)."""
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            select(Delivery.id, Delivery.attempts_count).where(
+                Delivery.endpoint_id == endpoint_id,
+                Delivery.status.in_(DeliveryStatus.WAITING),
             )
         )
-    )
+    ]

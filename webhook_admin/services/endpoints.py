@@ -14,7 +14,7 @@ from ..delivery.destination import DestinationRejected, check_url
 from ..extensions import db
 from ..models import DISABLED_MANUAL, Category, Endpoint, EventType
 from .audit import record_audit
-from .delivery_state import cancel_waiting_deliveries, held_delivery_ids
+from .delivery_state import cancel_waiting_deliveries, held_deliveries
 from .endpoint_secrets import issue_secret
 
 log = logging.getLogger(__name__)
@@ -181,8 +181,8 @@ def disable_endpoint(endpoint: Endpoint, actor: str, note: str | None = None) ->
                  {"enabled": False, "reason": DISABLED_MANUAL})
 
 
-def enable_endpoint(endpoint: Endpoint, actor: str) -> list[int]:
-    """Enable again; returns the held delivery ids for the caller to enqueue after commit."""
+def enable_endpoint(endpoint: Endpoint, actor: str) -> list[tuple[int, int]]:
+    """Enable again; returns the held deliveries for the caller to enqueue after commit."""
     if endpoint.enabled:
         return []
     before = {"enabled": False, "reason": endpoint.disabled_reason}
@@ -193,7 +193,7 @@ def enable_endpoint(endpoint: Endpoint, actor: str) -> list[int]:
     endpoint.consecutive_failures = 0
     db.session.flush()
     record_audit(actor, "endpoint.enable", "endpoint", endpoint.id, before, {"enabled": True})
-    return held_delivery_ids(endpoint.id)
+    return held_deliveries(endpoint.id)
 
 
 def delete_endpoint(endpoint: Endpoint, actor: str) -> int:

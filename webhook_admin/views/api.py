@@ -77,5 +77,5 @@ def ingest():
             "database unavailable, retry later", 503, **{"Retry-After": DB_RETRY_AFTER_SECONDS}
         )
     if result.created:
-        enqueue_deliveries(result.delivery_ids)
+        enqueue_deliveries([(i, 0) for i in result.delivery_ids])
     return jsonify(result.as_json()), 202 if result.created else 200

@@ -1,0 +1,165 @@
+"""`make run`: a development instance in the foreground, web app and worker together.
+
+Creates var/ with development secrets on first run, applies migrations to the embedded
+SQLite database, seeds the catalog, makes sure Redis answers, creates the first admin, then
+runs the web app and one worker until Ctrl-C stops both."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+SECRETS_FILE = VAR / "dev-secrets.json"
+PORT = int(os.environ.get("PORT", "5000"))
+
+
+def dev_secrets() -> dict[str, str]:
+    """Development secrets, made once and kept in var/ (never used in production)."""
+    if SECRETS_FILE.exists():
+        return json.loads(SECRETS_FILE.read_text())
+    from cryptography.fernet import Fernet
+
+    values = {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "WEBHOOK_INGEST_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "WEBHOOK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    }
+    SECRETS_FILE.write_text(json.dumps(values, indent=2))
+    SECRETS_FILE.chmod(0o600)
+    return values
+
+
+def write_shell_env(values: dict[str, str]) -> Path:
+    """var/dev.env: `. var/dev.env` gives another shell the same settings (for the CLI)."""
+    path = VAR / "dev.env"
+    lines = [f"export {name}='{value}'" for name, value in sorted(values.items())]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def redis_answers(url: str) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+    except RedisError:
+        return False
+
+
+def ensure_redis(url: str) -> subprocess.Popen | None:
+    """Use the Redis at `url`; start one under var/ if nothing answers and we can."""
+    if redis_answers(url):
+        return None
+    parsed = urlparse(url)
+    binary = shutil.which("redis-server")
+    if binary is None or parsed.hostname not in ("127.0.0.1", "localhost"):
+        sys.exit(
+            f"Redis does not answer at {url}.\n"
+            "Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install "
+            "redis) or set REDIS_URL to a running Redis."
+        )
+    port = str(parsed.port or 6379)
+    process = subprocess.Popen(
+        [binary, "--port", port, "--bind", "127.0.0.1", "--dir", str(VAR), "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(50):
+        if redis_answers(url):
+            print(f"Started redis-server on port {port} (data in var/, nothing kept on disk)")
+            return process
+        time.sleep(0.1)
+    sys.exit(f"redis-server did not start on port {port}")
+
+
+def prepare_database() -> tuple[str, str | None]:
+    """Migrate, seed the catalog, create the first admin. Returns (admin email, new password)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from webhook_admin import create_app
+    from webhook_admin.extensions import db
+    from webhook_admin.models import User
+    from webhook_admin.services.catalog import seed_catalog
+    from webhook_admin.services.users import count_admins, create_user
+
+    app = create_app()
+    with app.app_context():
+        upgrade()
+        seed_catalog()
+        password = None
+        email = os.environ.get("ADMIN_EMAIL", "admin@example.com")
+        if count_admins() == 0:
+            _, password = create_user(email, "admin", os.environ.get("ADMIN_PASSWORD"), "make run")
+        else:
+            email = db.session.scalar(select(User.email).where(User.role == "admin"))
+        db.session.commit()
+    return email, password
+
+
+def main() -> int:
+    VAR.mkdir(exist_ok=True)
+    os.environ.setdefault("APP_ENV", "development")
+    for name, value in dev_secrets().items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    names = ("APP_ENV", "REDIS_URL", "DATABASE_URL", *dev_secrets())
+    write_shell_env({n: os.environ[n] for n in names if n in os.environ})
+    sys.path.insert(0, str(ROOT))
+    redis_process = ensure_redis(os.environ["REDIS_URL"])
+    email, password = prepare_database()
+
+    bin_dir = Path(sys.executable).parent
+    web = subprocess.Popen(
+        [str(bin_dir / "flask"), "--app", "wsgi", "run", "--host", "127.0.0.1", "--port", str(PORT)],
+        cwd=ROOT,
+    )
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT)
+    login = (
+        f"{email} / {password}   (shown once; set ADMIN_EMAIL/ADMIN_PASSWORD to choose)"
+        if password
+        else f"{email} (password as printed on the first run)"
+    )
+    print(
+        "\n"
+        f"  webhook-admin is running: http://127.0.0.1:{PORT}/webhooks\n"
+        f"  Log in:        {login}\n"
+        f"  Ingest secret: {os.environ['WEBHOOK_INGEST_SECRET']}   (development only)\n"
+        "  CLI settings:  . var/dev.env   (then e.g.: .venv/bin/flask --app wsgi events emit "
+        "transaction.approved --data '{\"amount\": 1200}')\n"
+        "  Ctrl-C stops the web app and the worker.\n",
+        flush=True,
+    )
+    children = [p for p in (web, worker, redis_process) if p is not None]
+    try:
+        while all(p.poll() is None for p in (web, worker)):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in children:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in children:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

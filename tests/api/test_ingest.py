@@ -1,0 +1,251 @@
+"""The ingest API: Standard Webhooks authentication, validation, fan-out, idempotency."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import signed_headers
+from webhook_admin.extensions import db
+from webhook_admin.models import Delivery, Event
+from webhook_admin.queues import FRESH_QUEUE, get_queue
+from webhook_admin.services.endpoints import EndpointInput, create_endpoint
+
+
+def add_endpoint(url="http://127.0.0.1:9/hook", events=("transaction.approved",), **kw):
+    endpoint, _ = create_endpoint(EndpointInput(url, list(events), **kw), "test")
+    db.session.commit()
+    return endpoint
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def post_raw(client, body: bytes, headers: dict):
+    return client.post("/api/v1/events", data=body, headers=headers)
+
+
+def test_accepts_a_signed_event_and_answers_202_with_id_and_delivery_count(app, post_event):
+    add_endpoint()
+    response = post_event(event_id="evt_1")
+    assert response.status_code == 202
+    assert response.get_json() == {"id": "evt_1", "deliveries": 1}
+
+
+def test_enqueues_one_job_per_delivery_after_commit(app, post_event):
+    add_endpoint()
+    add_endpoint("http://127.0.0.1:9/other")
+    post_event(event_id="evt_jobs")
+    ids = db.session.scalars(select(Delivery.id)).all()
+    assert sorted(get_queue(FRESH_QUEUE).job_ids) == sorted(f"delivery-{i}-0" for i in ids)
+
+
+def test_job_arguments_carry_only_the_delivery_id(app, post_event):
+    add_endpoint()
+    post_event(event_id="evt_args")
+    job = get_queue(FRESH_QUEUE).jobs[0]
+    delivery_id = db.session.scalar(select(Delivery.id))
+    assert job.args == (delivery_id,) and job.kwargs == {}
+
+
+def test_fans_out_only_to_enabled_endpoints_subscribed_to_the_type(app, post_event):
+    subscribed = add_endpoint()
+    add_endpoint(events=("transaction.declined",))
+    disabled = add_endpoint()
+    disabled.enabled = False
+    db.session.commit()
+    post_event("transaction.approved", event_id="evt_fan")
+    endpoint_ids = db.session.scalars(select(Delivery.endpoint_id)).all()
+    assert endpoint_ids == [subscribed.id]
+
+
+def test_whole_category_subscription_matches_every_type_of_the_category(app, post_event):
+    endpoint = add_endpoint(events=(), category="Terminals", all_category_events=True)
+    post_event("terminal.attestation_failed", event_id="evt_cat")
+    post_event("transaction.approved", event_id="evt_other")
+    assert db.session.scalars(select(Delivery.event_id)).all() == ["evt_cat"]
+    assert endpoint.id == db.session.scalar(select(Delivery.endpoint_id))
+
+
+def test_merchant_filter_limits_fan_out_to_that_merchant(app, post_event):
+    only_m1 = add_endpoint(merchant_id="m1")
+    everyone = add_endpoint("http://127.0.0.1:9/all")
+    post_event(event_id="evt_m1", merchant_id="m1")
+    post_event(event_id="evt_m2", merchant_id="m2")
+    pairs = set(db.session.execute(select(Delivery.event_id, Delivery.endpoint_id)).all())
+    assert pairs == {("evt_m1", only_m1.id), ("evt_m1", everyone.id), ("evt_m2", everyone.id)}
+
+
+def test_same_webhook_id_again_returns_200_with_the_same_body_and_creates_nothing(app, post_event):
+    add_endpoint()
+    first = post_event(event_id="evt_dup", data={"a": 1})
+    second = post_event(event_id="evt_dup", data={"a": 1})
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert first.get_json() == second.get_json()
+    assert count(Event) == 1 and count(Delivery) == 1
+
+
+def test_same_webhook_id_with_a_different_body_is_a_409(app, post_event):
+    post_event(event_id="evt_conflict", data={"a": 1})
+    response = post_event(event_id="evt_conflict", data={"a": 2})
+    assert response.status_code == 409
+    assert "different body" in response.get_json()["error"]
+
+
+def test_twenty_concurrent_copies_create_one_event(app, environ):
+    from webhook_admin import create_app
+
+    add_endpoint()
+    body = json.dumps({"type": "transaction.approved", "data": {}}).encode()
+    headers = signed_headers(body, "evt_race")
+    results = []
+    barrier = threading.Barrier(20)
+
+    def send():
+        client = create_app(environ).test_client()
+        barrier.wait()
+        results.append(post_raw(client, body, headers))
+
+    threads = [threading.Thread(target=send) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [200] * 19 + [202]
+    assert {json.dumps(r.get_json(), sort_keys=True) for r in results} == {
+        json.dumps({"deliveries": 1, "id": "evt_race"}, sort_keys=True)
+    }
+    db.session.rollback()
+    assert count(Event) == 1 and count(Delivery) == 1
+
+
+def test_occurred_at_is_stored_in_utc(app, post_event):
+    post_event(event_id="evt_time", occurred_at="2026-11-28T10:00:00+02:00")
+    event = db.session.get(Event, "evt_time")
+    assert event.occurred_at.isoformat() == "2026-11-28T08:00:00"
+
+
+def test_succeeds_when_redis_is_down_and_stores_the_deliveries(app, post_event, redis_server):
+    add_endpoint()
+    redis_server.stop()
+    try:
+        response = post_event(event_id="evt_noredis")
+    finally:
+        redis_server.start()
+    assert response.status_code == 202
+    assert db.session.scalar(select(Delivery.status)) == "pending"
+
+
+# --- errors: each says what is wrong, and nothing is stored ---------------------------------
+
+
+def bad_signature(body):
+    headers = signed_headers(body)
+    headers["webhook-signature"] = "v1," + "A" * 44
+    return headers
+
+
+def stale(body):
+    return signed_headers(body, timestamp=int(time.time()) - 301)
+
+
+def future(body):
+    return signed_headers(body, timestamp=int(time.time()) + 301)
+
+
+def unsigned(body):
+    headers = signed_headers(body)
+    del headers["webhook-signature"]
+    return headers
+
+
+def other_secret(body):
+    return signed_headers(body, secret="whsec_" + "b" * 44)
+
+
+@pytest.mark.parametrize(
+    ("make_headers", "message"),
+    [
+        (bad_signature, "no webhook-signature matches"),
+        (stale, "tolerance"),
+        (future, "tolerance"),
+        (unsigned, "missing"),
+        (other_secret, "no webhook-signature matches"),
+    ],
+)
+def test_rejects_bad_authentication_with_401(app, client, make_headers, message):
+    body = json.dumps({"type": "transaction.approved", "data": {}}).encode()
+    response = post_raw(client, body, make_headers(body))
+    assert response.status_code == 401
+    assert message in response.get_json()["error"]
+    assert count(Event) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"data": {}}', "'type' is required"),
+        (b'{"type": "no.such.type"}', "unknown event type 'no.such.type'"),
+        (b'{"type": "transaction.approved", "data": [1]}', "'data' must be a JSON object"),
+        (b'{"type": "transaction.approved", "occurred_at": "yesterday"}', "not ISO 8601"),
+        (b'{"type": "transaction.approved", "merchant_id": 5}', "'merchant_id' must be a string"),
+    ],
+)
+def test_rejects_malformed_events_with_400(app, client, body, message):
+    response = post_raw(client, body, signed_headers(body))
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert count(Event) == 0
+
+
+def test_rejects_archived_event_types_with_400(app, client):
+    from webhook_admin.models import EventType
+
+    event_type = db.session.scalar(select(EventType).where(EventType.name == "refund.failed"))
+    event_type.archived = True
+    db.session.commit()
+    body = b'{"type": "refund.failed"}'
+    response = post_raw(client, body, signed_headers(body))
+    assert response.status_code == 400
+    assert "archived" in response.get_json()["error"]
+
+
+def test_rejects_bodies_over_256_kib_with_413(app, client):
+    body = json.dumps({"type": "transaction.approved", "data": {"x": "a" * 262_144}}).encode()
+    response = post_raw(client, body, signed_headers(body))
+    assert response.status_code == 413
+    assert "256 KiB" in response.get_json()["error"]
+    assert count(Event) == 0
+
+
+def test_rejects_non_json_content_type_with_415(app, client):
+    body = b'{"type": "transaction.approved"}'
+    headers = signed_headers(body) | {"content-type": "text/plain"}
+    response = post_raw(client, body, headers)
+    assert response.status_code == 415
+    assert "application/json" in response.get_json()["error"]
+
+
+def test_accepts_any_of_several_ingest_secrets_during_rotation(environ, redis_server):
+    from webhook_admin import create_app
+
+    new_secret = "whsec_" + "c" * 44
+    app = create_app(environ | {"WEBHOOK_INGEST_SECRET": f"{new_secret} {environ['WEBHOOK_INGEST_SECRET']}"})
+    client = app.test_client()
+    body = b'{"type": "webhook.test"}'
+    for secret in (new_secret, environ["WEBHOOK_INGEST_SECRET"]):
+        response = post_raw(client, body, signed_headers(body, secret=secret))
+        assert response.status_code == 202, response.get_json()
+
+
+def test_ingest_needs_no_login_and_no_csrf_token(app, client):
+    body = b'{"type": "webhook.test"}'
+    response = post_raw(client, body, signed_headers(body))
+    assert response.status_code == 202

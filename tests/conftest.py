@@ -1,0 +1,153 @@
+"""Fixtures: a real Redis, SQLite (or PostgreSQL via TEST_DATABASE_URL), the app, receivers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+
+from tests.support.receiver import Receiver
+from tests.support.redis_server import RedisServer
+from webhook_admin import clock, create_app
+from webhook_admin.config import load_settings
+from webhook_admin.delivery.runner import install_runner
+from webhook_admin.delivery.signing import sign
+from webhook_admin.extensions import db
+from webhook_admin.queues import get_redis
+
+INGEST_SECRET = "whsec_" + base64.b64encode(b"i" * 32).decode()
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    external = os.environ.get("REDIS_URL")
+    server = RedisServer(str(tmp_path_factory.mktemp("redis")))
+    if server.binary is None:
+        if not external:
+            pytest.fail("redis-server is not installed and REDIS_URL is not set")
+        yield type("External", (), {"url": external, "start": None, "stop": None})()
+        return
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.db")
+
+
+def test_environ(database_url: str, redis_url: str, **overrides: str) -> dict[str, str]:
+    environ = {
+        "APP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "WEBHOOK_INGEST_SECRET": INGEST_SECRET,
+        "WEBHOOK_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+        "WEBHOOK_RETRY_SCHEDULE": "0,0,0",
+        "WEBHOOK_DELIVERY_TIMEOUT": "3",
+        "WEBHOOK_SWEEP_INTERVAL": "0.5",
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+    }
+    environ.update(overrides)
+    return environ
+
+
+@pytest.fixture(scope="session")
+def migrated_database(database_url, redis_server):
+    """Apply the Alembic migrations once: the tests run on the real schema."""
+    from flask_migrate import downgrade, upgrade
+
+    app = create_app(test_environ(database_url, redis_server.url))
+    with app.app_context():
+        if database_url.startswith("postgresql"):
+            db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+            db.session.commit()
+        upgrade()
+    yield database_url
+    with app.app_context():
+        db.session.remove()
+        downgrade(revision="base")
+
+
+@pytest.fixture
+def environ(migrated_database, redis_server):
+    return test_environ(migrated_database, redis_server.url)
+
+
+@pytest.fixture
+def app(environ, redis_server):
+    app = create_app(environ)
+    with app.app_context():
+        clean_database()
+        from webhook_admin.services.catalog import seed_catalog
+
+        seed_catalog()
+        db.session.commit()
+        get_redis().flushdb()
+        yield app
+        db.session.remove()
+    install_runner(None)
+    clock.reset()
+
+
+def clean_database() -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(text(f"DELETE FROM {table}"))
+    db.session.commit()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def cli(app):
+    return app.test_cli_runner()
+
+
+def signed_headers(body: bytes, event_id: str | None = None, timestamp: int | None = None,
+                   secret: str = INGEST_SECRET) -> dict[str, str]:
+    event_id = event_id or f"evt_{uuid.uuid4().hex}"
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    key = base64.b64decode(secret[len("whsec_"):])
+    return {
+        "content-type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(key, event_id, timestamp, body),
+    }
+
+
+@pytest.fixture
+def post_event(client):
+    """POST a signed event to the ingest API; returns the response."""
+
+    def post(event_type="transaction.approved", data=None, event_id=None, **extra):
+        payload = {"type": event_type, "data": data or {"amount": 100}, **extra}
+        body = json.dumps(payload).encode()
+        return client.post("/api/v1/events", data=body, headers=signed_headers(body, event_id))
+
+    return post
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as r:
+        yield r
