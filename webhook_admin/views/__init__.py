@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, redirect, url_for
 
 
 def register_views(app: Flask) -> None:
+    from ..auth import init_auth
+    from ..security_headers import register_security_headers
+    from . import audit, auth, catalog, deliveries, events, users, webhook_actions, webhooks
     from .api import bp as api_bp
+    from .common import register_common
 
     app.register_blueprint(api_bp)
+    assert webhook_actions.bp is webhooks.bp  # its routes live on the webhooks blueprint
+    for module in (auth, webhooks, deliveries, events, catalog, audit, users):
+        app.register_blueprint(module.bp)
+    init_auth(app)
+    register_common(app)
+    register_security_headers(app)
+
+    @app.get("/")
+    def home():
+        return redirect(url_for("webhooks.index"))

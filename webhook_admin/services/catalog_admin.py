@@ -1,0 +1,93 @@
+"""Admin edits of the event catalog: add categories, add / edit / archive event types."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import Category, EventType
+from .audit import record_audit
+
+
+class CatalogError(ValueError):
+    """Field name -> message, like the endpoint form's validation errors."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _snapshot(event_type: EventType) -> dict:
+    return {
+        "name": event_type.name,
+        "category": event_type.category.name,
+        "description": event_type.description,
+        "archived": event_type.archived,
+    }
+
+
+def add_category(name: str, description: str, actor: str) -> Category:
+    name = name.strip()
+    exists = db.session.scalar(select(Category).where(func.lower(Category.name) == name.lower()))
+    if exists:
+        raise CatalogError({"name": f"a category named {name!r} already exists"})
+    category = Category(name=name, description=description.strip())
+    db.session.add(category)
+    db.session.flush()
+    record_audit(
+        actor,
+        "catalog.category_create",
+        "category",
+        category.id,
+        None,
+        {"name": name, "description": category.description},
+    )
+    return category
+
+
+def _category(name: str) -> Category:
+    category = db.session.scalar(select(Category).where(Category.name == name))
+    if category is None:
+        raise CatalogError({"category": f"unknown category {name!r}"})
+    return category
+
+
+def add_event_type(
+    name: str, category: str, description: str, example: dict, actor: str
+) -> EventType:
+    if db.session.scalar(select(EventType).where(EventType.name == name)):
+        raise CatalogError({"name": f"an event type named {name!r} already exists"})
+    event_type = EventType(
+        name=name,
+        category=_category(category),
+        description=description.strip(),
+        example_payload=example,
+    )
+    db.session.add(event_type)
+    db.session.flush()
+    record_audit(
+        actor, "catalog.event_type_create", "event_type", event_type.id, None, _snapshot(event_type)
+    )
+    return event_type
+
+
+def update_event_type(
+    event_type: EventType,
+    category: str,
+    description: str,
+    example: dict,
+    archived: bool,
+    actor: str,
+) -> EventType:
+    """The name stays: producers and receivers know event types by it."""
+    before = _snapshot(event_type)
+    event_type.category = _category(category)
+    event_type.description = description.strip()
+    event_type.example_payload = example
+    event_type.archived = archived
+    db.session.flush()
+    action = "catalog.event_type_update"
+    if archived != before["archived"]:
+        action = "catalog.event_type_archive" if archived else "catalog.event_type_unarchive"
+    record_audit(actor, action, "event_type", event_type.id, before, _snapshot(event_type))
+    return event_type

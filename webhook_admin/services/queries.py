@@ -1,0 +1,210 @@
+"""Read queries for the admin pages: filtered lists, keyset pages, 24-hour success rates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy.orm import selectinload
+
+from ..clock import utcnow
+from ..extensions import db
+from ..models import (
+    DISABLED_AUTO,
+    Attempt,
+    AuditEntry,
+    Category,
+    Delivery,
+    Endpoint,
+    Event,
+    EventType,
+)
+
+PAGE_SIZE = 50
+TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+@dataclass
+class EndpointFilters:
+    text: str = ""
+    category: str = ""
+    status: str = ""  # "", enabled, disabled, failing
+
+
+def list_endpoints(filters: EndpointFilters) -> list[Endpoint]:
+    """Live endpoints, newest first, with their category and event types loaded."""
+    query = (
+        select(Endpoint)
+        .where(Endpoint.deleted_at.is_(None))
+        .options(selectinload(Endpoint.category), selectinload(Endpoint.event_types))
+        .order_by(Endpoint.id.desc())
+    )
+    if filters.text:
+        pattern = f"%{filters.text.strip()}%"
+        query = query.where(or_(Endpoint.url.ilike(pattern), Endpoint.description.ilike(pattern)))
+    if filters.category:
+        query = query.join(Category, Endpoint.category_id == Category.id).where(
+            Category.name == filters.category
+        )
+    if filters.status == "enabled":
+        query = query.where(Endpoint.enabled.is_(True))
+    elif filters.status == "disabled":
+        query = query.where(Endpoint.enabled.is_(False))
+    elif filters.status == "failing":
+        query = query.where(Endpoint.failing_since.is_not(None))
+    return list(db.session.scalars(query))
+
+
+def success_rates(endpoint_ids: list[int], hours: int = 24) -> dict[int, tuple[int, int]]:
+    """endpoint id -> (succeeded attempts, all attempts) over the last hours: one query."""
+    if not endpoint_ids:
+        return {}
+    since = utcnow() - timedelta(hours=hours)
+    rows = db.session.execute(
+        select(
+            Attempt.endpoint_id,
+            func.count(),
+            func.sum(case((Attempt.succeeded.is_(True), 1), else_=0)),
+        )
+        .where(Attempt.endpoint_id.in_(endpoint_ids), Attempt.started_at >= since)
+        .group_by(Attempt.endpoint_id)
+    ).all()
+    return {endpoint_id: (int(ok or 0), int(total)) for endpoint_id, total, ok in rows}
+
+
+def auto_disabled_endpoints() -> list[Endpoint]:
+    return list(
+        db.session.scalars(
+            select(Endpoint).where(
+                Endpoint.deleted_at.is_(None),
+                Endpoint.enabled.is_(False),
+                Endpoint.disabled_reason == DISABLED_AUTO,
+            )
+        )
+    )
+
+
+@dataclass
+class DeliveryFilters:
+    status: str = ""
+    endpoint_id: int | None = None
+    event_type: str = ""
+    category: str = ""
+    since: str = ""  # a key of TIME_RANGES, or "" for all time
+    event_id: str = ""
+
+    def as_args(self) -> dict:
+        values = {
+            "status": self.status,
+            "endpoint_id": self.endpoint_id,
+            "event_type": self.event_type,
+            "category": self.category,
+            "since": self.since,
+            "event_id": self.event_id,
+        }
+        return {k: v for k, v in values.items() if v}
+
+
+@dataclass
+class Page:
+    items: list = field(default_factory=list)
+    next_cursor: int | None = None
+
+
+def _filtered_deliveries(filters: DeliveryFilters) -> Select:
+    query = select(Delivery).options(selectinload(Delivery.event), selectinload(Delivery.endpoint))
+    if filters.status:
+        query = query.where(Delivery.status == filters.status)
+    if filters.endpoint_id:
+        query = query.where(Delivery.endpoint_id == filters.endpoint_id)
+    if filters.event_id:
+        query = query.where(Delivery.event_id == filters.event_id.strip())
+    if filters.event_type or filters.category:
+        query = query.join(Event, Delivery.event_id == Event.id)
+        if filters.event_type:
+            query = query.where(Event.type == filters.event_type)
+        if filters.category:
+            in_category = (
+                select(EventType.name)
+                .join(Category, EventType.category_id == Category.id)
+                .where(Category.name == filters.category)
+            )
+            query = query.where(Event.type.in_(in_category))
+    if filters.since in TIME_RANGES:
+        query = query.where(Delivery.created_at >= utcnow() - TIME_RANGES[filters.since])
+    return query
+
+
+def deliveries_page(
+    filters: DeliveryFilters, cursor: int | None = None, limit: int = PAGE_SIZE
+) -> Page:
+    """Newest first by keyset: WHERE id < cursor ORDER BY id DESC, never OFFSET."""
+    query = _filtered_deliveries(filters)
+    if cursor:
+        query = query.where(Delivery.id < cursor)
+    rows = list(db.session.scalars(query.order_by(Delivery.id.desc()).limit(limit + 1)))
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor)
+
+
+def events_page(event_type: str = "", cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:
+    """Received events, newest first; the cursor is the received time and id of the last row."""
+    query = select(Event).options(selectinload(Event.deliveries).selectinload(Delivery.endpoint))
+    if event_type:
+        query = query.where(Event.type == event_type)
+    if cursor:
+        at_raw, _, last_id = cursor.partition("|")
+        at = datetime.fromisoformat(at_raw)
+        query = query.where(
+            or_(Event.received_at < at, (Event.received_at == at) & (Event.id < last_id))
+        )
+    query = query.order_by(Event.received_at.desc(), Event.id.desc()).limit(limit + 1)
+    rows = list(db.session.scalars(query))
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = f"{last.received_at.isoformat()}|{last.id}"
+    return Page(rows[:limit], next_cursor)
+
+
+@dataclass
+class AuditFilters:
+    action: str = ""
+    actor: str = ""
+    target: str = ""  # "endpoint" or "endpoint:5"
+
+
+def audit_page(filters: AuditFilters, cursor: int | None = None, limit: int = PAGE_SIZE) -> Page:
+    query = select(AuditEntry)
+    if filters.action:
+        query = query.where(AuditEntry.action == filters.action)
+    if filters.actor:
+        query = query.where(AuditEntry.actor.ilike(f"%{filters.actor.strip()}%"))
+    if filters.target:
+        target_type, _, target_id = filters.target.strip().partition(":")
+        query = query.where(AuditEntry.target_type == target_type)
+        if target_id:
+            query = query.where(AuditEntry.target_id == target_id)
+    if cursor:
+        query = query.where(AuditEntry.id < cursor)
+    rows = list(db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit + 1)))
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor)
+
+
+def audit_actions() -> list[str]:
+    return list(
+        db.session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
+    )
+
+
+def event_type_names() -> list[str]:
+    return list(db.session.scalars(select(EventType.name).order_by(EventType.name)))
+
+
+def endpoint_choices() -> list[tuple[int, str]]:
+    rows = db.session.execute(
+        select(Endpoint.id, Endpoint.url).where(Endpoint.deleted_at.is_(None)).order_by(Endpoint.id)
+    ).all()
+    return [(row.id, row.url) for row in rows]

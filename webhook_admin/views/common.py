@@ -1,0 +1,117 @@
+"""What every admin view shares: page or fragment, redirects after plain posts, errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from flask import Flask, flash, redirect, render_template, request
+from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
+
+from ..clock import utcnow
+from ..models import DeliveryStatus
+
+LIVE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.IN_FLIGHT, DeliveryStatus.RETRYING)
+HTMX_CONFIG = json.dumps(
+    {
+        "allowEval": False,
+        "allowScriptTags": False,
+        "includeIndicatorStyles": False,
+        "historyCacheSize": 0,
+        "responseHandling": [
+            {"code": "204", "swap": False},
+            {"code": "[23]..", "swap": True},
+            {"code": "422", "swap": True},
+            {"code": "[45]..", "swap": False, "error": True},
+        ],
+    }
+)
+
+
+def is_htmx() -> bool:
+    """An htmx request wanting a fragment (a history restore wants the whole page)."""
+    headers = request.headers
+    return (
+        headers.get("HX-Request") == "true"
+        and not headers.get("HX-Boosted")
+        and not headers.get("HX-History-Restore-Request")
+    )
+
+
+def render(page_template: str, fragment_template: str, status: int = 200, /, **context):
+    """The page for a normal request, the fragment alone for htmx (the page includes it)."""
+    template = fragment_template if is_htmx() else page_template
+    return render_template(template, **context), status
+
+
+def done(message: str, fallback: str, fragment: str | None = None, **context):
+    """After a change: htmx gets the fragment; a plain form post gets a flash and a redirect."""
+    if is_htmx() and fragment is not None:
+        return render_template(fragment, **context)
+    if is_htmx():
+        return ""
+    flash(message)
+    return redirect(fallback, code=303)
+
+
+def ago(value: datetime | None) -> str:
+    if value is None:
+        return "never"
+    seconds = int((utcnow() - value).total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+def pretty_body(text: str | None) -> str:
+    """JSON pretty-printed, anything else as it came (templates escape it)."""
+    if not text:
+        return ""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, TypeError):
+        return text
+
+
+def pretty_json(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def render_error(status: int, title: str, message: str):
+    if is_htmx():
+        return Markup('<p class="error-text" role="alert">{}</p>').format(message), status
+    return render_template("errors/error.html", title=title, message=message), status
+
+
+def register_common(app: Flask) -> None:
+    app.jinja_env.filters.update(
+        ago=ago, pretty_body=pretty_body, pretty_json=pretty_json, when=when
+    )
+    app.jinja_env.globals.update(htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_error(
+            400,
+            "Session expired",
+            "The form was missing its security token. Reload the page and try again.",
+        )
+
+    @app.errorhandler(403)
+    def forbidden(exc):
+        return render_error(403, "Not allowed", "Your role cannot make this change.")
+
+    @app.errorhandler(404)
+    def not_found(exc):
+        if request.path.startswith("/api/"):
+            return {"error": "not found"}, 404
+        return render_error(404, "Not found", "There is nothing at this address.")

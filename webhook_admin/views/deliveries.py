@@ -1,0 +1,193 @@
+"""The delivery monitor, one delivery's attempts timeline, retries and bulk retries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, abort, render_template, request, url_for
+from flask_login import login_required
+
+from ..auth import actor, admin_required
+from ..clock import utcnow
+from ..delivery.maintenance_jobs import enqueue_bulk_retry
+from ..extensions import db
+from ..models import Delivery, DeliveryStatus, Trigger
+from ..queues import enqueue_deliveries
+from ..services.audit import record_audit
+from ..services.bulk_retry import RetryScope, count_failed, record_bulk_retry_request
+from ..services.catalog import list_catalog
+from ..services.delivery_state import request_retry
+from ..services.queries import (
+    TIME_RANGES,
+    DeliveryFilters,
+    deliveries_page,
+    endpoint_choices,
+    event_type_names,
+)
+from .common import LIVE_STATUSES, done, is_htmx, render
+from .webhooks import load as load_endpoint
+
+bp = Blueprint("deliveries", __name__, url_prefix="/deliveries")
+STOP_POLLING = 286  # htmx stops an `every` trigger when the server answers 286
+RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.RETRYING)
+
+
+def load(delivery_id: int) -> Delivery:
+    delivery = db.session.get(Delivery, delivery_id)
+    if delivery is None:
+        abort(404)
+    return delivery
+
+
+def filters_from_args() -> DeliveryFilters:
+    args = request.args
+    endpoint = args.get("endpoint_id", "")
+    return DeliveryFilters(
+        status=args.get("status", "") if args.get("status") in DeliveryStatus.ALL else "",
+        endpoint_id=int(endpoint) if endpoint.isdigit() else None,
+        event_type=args.get("event_type", ""),
+        category=args.get("category", ""),
+        since=args.get("since", ""),
+        event_id=args.get("event_id", ""),
+    )
+
+
+@bp.get("")
+@login_required
+def index():
+    filters = filters_from_args()
+    cursor = request.args.get("cursor", type=int)
+    page = deliveries_page(filters, cursor)
+    if is_htmx():
+        return render_template(
+            "deliveries/_rows.html", page=page, filters=filters, show_endpoint=True
+        )
+    return render_template(
+        "deliveries/index.html",
+        page=page,
+        filters=filters,
+        cursor=cursor,
+        show_endpoint=True,
+        endpoints=endpoint_choices(),
+        event_types=event_type_names(),
+        categories=list_catalog(),
+        time_ranges=TIME_RANGES,
+        statuses=DeliveryStatus.ALL,
+    )
+
+
+@bp.get("/<int:delivery_id>/row")
+@login_required
+def row(delivery_id: int):
+    """One row, polled while in flight; 286 once it is final so the polling stops."""
+    delivery = load(delivery_id)
+    status = 200 if delivery.status in LIVE_STATUSES else STOP_POLLING
+    show_endpoint = request.args.get("show_endpoint") == "1"
+    return render_template(
+        "deliveries/_row.html", delivery=delivery, show_endpoint=show_endpoint
+    ), status
+
+
+@bp.get("/<int:delivery_id>/status")
+@login_required
+def live_status(delivery_id: int):
+    delivery = load(delivery_id)
+    status = 200 if delivery.status in LIVE_STATUSES else STOP_POLLING
+    return render_template(
+        "deliveries/_live_status.html", delivery=delivery, delivery_id=delivery.id
+    ), status
+
+
+@bp.get("/<int:delivery_id>")
+@login_required
+def timeline(delivery_id: int):
+    delivery = load(delivery_id)
+    live = delivery.status in LIVE_STATUSES
+    page, status = render(
+        "deliveries/timeline.html", "deliveries/_timeline.html", delivery=delivery, live=live
+    )
+    return page, status if live or not is_htmx() else STOP_POLLING
+
+
+@bp.post("/<int:delivery_id>/retry")
+@admin_required
+def retry(delivery_id: int):
+    delivery = load(delivery_id)
+    attempts_made = delivery.attempts_count
+    if delivery.status not in RETRYABLE or not request_retry(delivery, trigger=Trigger.MANUAL):
+        db.session.rollback()
+        abort(409)
+    record_audit(
+        actor(),
+        "delivery.retry",
+        "delivery",
+        delivery.id,
+        None,
+        {"event_id": delivery.event_id, "endpoint_id": delivery.endpoint_id},
+        remote_addr=request.remote_addr,
+    )
+    db.session.commit()
+    enqueue_deliveries([(delivery.id, attempts_made)])
+    if request.form.get("from") == "row":
+        return done(
+            "Retry queued.",
+            request.referrer or url_for("deliveries.index"),
+            "deliveries/_row.html",
+            delivery=load(delivery_id),
+            show_endpoint=request.form.get("show_endpoint") == "1",
+        )
+    return done(
+        "Retry queued.",
+        url_for("deliveries.timeline", delivery_id=delivery.id),
+        "deliveries/_timeline.html",
+        delivery=load(delivery_id),
+        live=True,
+    )
+
+
+def scope_from(values) -> RetryScope:
+    endpoint = load_endpoint(int(values.get("endpoint_id", 0) or 0))
+    window = values.get("range", "")
+    since_raw = values.get("since", "")
+    if since_raw:
+        try:
+            since = datetime.fromisoformat(since_raw)
+        except ValueError:
+            abort(400)
+    elif window in TIME_RANGES:
+        since = utcnow() - TIME_RANGES[window]
+    else:
+        since = None
+    return RetryScope(endpoint.id, since.replace(tzinfo=None) if since else None, None)
+
+
+@bp.route("/bulk-retry", methods=["GET", "POST"])
+@admin_required
+def bulk_retry():
+    """GET: how many would be retried (the confirm step). POST: start the background job."""
+    values = request.form if request.method == "POST" else request.args
+    scope = scope_from(values)
+    endpoint = load_endpoint(scope.endpoint_id)
+    count = count_failed(scope)
+    context = {
+        "endpoint": endpoint,
+        "scope": scope,
+        "count": count,
+        "range": values.get("range", ""),
+        "time_ranges": TIME_RANGES,
+    }
+    if request.method == "GET":
+        return render("deliveries/bulk_retry.html", "deliveries/_bulk_retry.html", **context)
+    record_bulk_retry_request(scope, count, actor(), request.remote_addr)
+    db.session.commit()
+    job = enqueue_bulk_retry(scope.as_dict(), actor()) if count else None
+    started = job is not None
+    return render(
+        "deliveries/bulk_retry.html",
+        "deliveries/_bulk_retry.html",
+        202 if started else 200,
+        started=started,
+        job_id=job.id if job else None,
+        queue_failed=bool(count) and not started,
+        **context,
+    )

@@ -1,0 +1,134 @@
+"""One endpoint: its page, enable / disable, test events and its signing secret."""
+
+from __future__ import annotations
+
+from flask import make_response, render_template, request, url_for
+from flask_login import login_required
+
+from ..auth import actor, admin_required
+from ..extensions import db
+from ..queues import enqueue_deliveries
+from ..security_headers import no_store
+from ..services.audit import record_audit
+from ..services.endpoint_secrets import reveal_secret, rotate_secret
+from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
+from ..services.endpoints import disable_endpoint, enable_endpoint
+from ..services.queries import DeliveryFilters, deliveries_page
+from ..services.test_events import TestEventRefused, send_test_event
+from .common import done, is_htmx, render_error
+from .webhooks import bp, load, row_context
+
+
+@bp.get("/<int:endpoint_id>")
+@login_required
+def show(endpoint_id: int):
+    endpoint = load(endpoint_id)
+    filters = DeliveryFilters(
+        status=request.args.get("status", ""),
+        endpoint_id=endpoint.id,
+        event_type=request.args.get("event_type", ""),
+    )
+    return render_template(
+        "webhooks/show.html",
+        stats=endpoint_stats(endpoint.id),
+        chart_width=CHART_WIDTH,
+        chart_height=CHART_HEIGHT,
+        page=deliveries_page(filters, limit=25),
+        filters=filters,
+        **row_context(endpoint),
+    )
+
+
+@bp.post("/<int:endpoint_id>/disable")
+@admin_required
+def disable(endpoint_id: int):
+    endpoint = load(endpoint_id)
+    disable_endpoint(endpoint, actor(), note=request.form.get("note") or None)
+    db.session.commit()
+    return done(
+        "Webhook disabled.",
+        request.referrer or url_for("webhooks.index"),
+        "webhooks/_row.html",
+        **row_context(endpoint),
+    )
+
+
+@bp.post("/<int:endpoint_id>/enable")
+@admin_required
+def enable(endpoint_id: int):
+    endpoint = load(endpoint_id)
+    disabled_at = endpoint.disabled_at
+    held = enable_endpoint(endpoint, actor())
+    db.session.commit()
+    enqueue_deliveries(held)  # after the commit: a worker must find the endpoint enabled
+    return done(
+        f"Webhook enabled; {len(held)} held deliveries sent.",
+        request.referrer or url_for("webhooks.index"),
+        "webhooks/_row.html",
+        held_count=len(held),
+        retry_since=disabled_at,
+        **row_context(endpoint),
+    )
+
+
+@bp.post("/<int:endpoint_id>/test")
+@admin_required
+def send_test(endpoint_id: int):
+    endpoint = load(endpoint_id)
+    try:
+        delivery_id = send_test_event(endpoint, actor())
+    except TestEventRefused as exc:
+        db.session.rollback()
+        return render_error(409, "Test event not sent", str(exc).capitalize() + ".")
+    db.session.commit()
+    enqueue_deliveries([(delivery_id, 0)])
+    return done(
+        "Test event sent.",
+        url_for("deliveries.timeline", delivery_id=delivery_id),
+        "webhooks/_test_sent.html",
+        endpoint=endpoint,
+        delivery_id=delivery_id,
+    )
+
+
+def secret_response(template: str, **context):
+    body = render_template(template, **context)
+    return no_store(make_response(body))
+
+
+@bp.post("/<int:endpoint_id>/secret/reveal")
+@admin_required
+def reveal(endpoint_id: int):
+    endpoint = load(endpoint_id)
+    secret = reveal_secret(endpoint)
+    record_audit(
+        actor(), "endpoint.secret_reveal", "endpoint", endpoint.id, remote_addr=request.remote_addr
+    )
+    db.session.commit()
+    template = "webhooks/_secret.html" if is_htmx() else "webhooks/secret.html"
+    return secret_response(template, endpoint=endpoint, secret=secret, rotated=False)
+
+
+@bp.post("/<int:endpoint_id>/secret/rotate")
+@admin_required
+def rotate(endpoint_id: int):
+    endpoint = load(endpoint_id)
+    secret = rotate_secret(endpoint)
+    record_audit(
+        actor(),
+        "endpoint.secret_rotate",
+        "endpoint",
+        endpoint.id,
+        after={"previous_secret_expires_at": endpoint.previous_secret_expires_at.isoformat()},
+        remote_addr=request.remote_addr,
+    )
+    db.session.commit()
+    template = "webhooks/_secret.html" if is_htmx() else "webhooks/secret.html"
+    return secret_response(template, endpoint=endpoint, secret=secret, rotated=True)
+
+
+@bp.get("/<int:endpoint_id>/secret")
+@login_required
+def secret_masked(endpoint_id: int):
+    """The masked secret panel again (the 'Hide' button)."""
+    return render_template("webhooks/_secret.html", endpoint=load(endpoint_id), secret=None)
