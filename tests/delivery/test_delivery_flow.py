@@ -41,7 +41,9 @@ def test_delivery_verifies_with_the_standardwebhooks_library(app, post_event, re
     assert payload["data"] == {"amount": 2599}
 
 
-def test_request_has_the_standard_headers_and_the_endpoint_custom_headers(app, post_event, receiver):
+def test_request_has_the_standard_headers_and_the_endpoint_custom_headers(
+    app, post_event, receiver
+):
     add_endpoint(receiver.url, custom_headers={"X-Tenant": "acme"})
     post_event(event_id="evt_headers")
     run_queued_jobs(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -61,13 +62,18 @@ def test_scheduled_retry_is_sent_by_rq_scheduler(app, post_event, receiver, star
     add_endpoint(receiver.url)
     post_event()
     worker = start_worker(WEBHOOK_RETRY_SCHEDULE="2")
-    first, second = receiver.wait_for(2, timeout=20)
+    try:
+        first, second = receiver.wait_for(2, timeout=10)
+    except AssertionError as exc:
+        raise AssertionError(worker.output() + repr(get_redis().keys("*"))) from exc
     # 2 s +-20 % jitter, and RQ's scheduler polls once a second
     assert 1.5 <= second.received_at - first.received_at <= 5.0
     wait_until(lambda: statuses() == ["succeeded"], message=worker.output())
 
 
-def test_sweeper_resends_due_deliveries_after_redis_was_flushed(app, post_event, receiver, start_worker):
+def test_sweeper_resends_due_deliveries_after_redis_was_flushed(
+    app, post_event, receiver, start_worker
+):
     add_endpoint(receiver.url)
     for n in range(3):
         post_event(event_id=f"evt_flush_{n}")
@@ -77,7 +83,9 @@ def test_sweeper_resends_due_deliveries_after_redis_was_flushed(app, post_event,
     wait_until(lambda: statuses() == ["succeeded"] * 3, message=worker.output())
 
 
-def test_disabled_endpoint_holds_deliveries_until_enabled(app, post_event, receiver, start_worker, cli):
+def test_disabled_endpoint_holds_deliveries_until_enabled(
+    app, post_event, receiver, start_worker, cli
+):
     endpoint = add_endpoint(receiver.url)
     post_event(event_id="evt_held")
     assert cli.invoke(args=["endpoints", "disable", str(endpoint.id)]).exit_code == 0
@@ -91,7 +99,9 @@ def test_disabled_endpoint_holds_deliveries_until_enabled(app, post_event, recei
     wait_until(lambda: statuses() == ["succeeded"])
 
 
-def test_killed_worker_lease_expires_and_delivery_is_sent_again(app, post_event, receiver, start_worker):
+def test_killed_worker_lease_expires_and_delivery_is_sent_again(
+    app, post_event, receiver, start_worker
+):
     hold = threading.Event()
     calls = []
 
@@ -117,7 +127,9 @@ def test_killed_worker_lease_expires_and_delivery_is_sent_again(app, post_event,
     assert rows.all() == [(1, "interrupted"), (2, None)]
 
 
-def test_sigterm_finishes_the_attempt_in_flight_and_exits_cleanly(app, post_event, receiver, start_worker):
+def test_sigterm_finishes_the_attempt_in_flight_and_exits_cleanly(
+    app, post_event, receiver, start_worker
+):
     receiver.responder = lambda request: Reply(200, delay=1.5)
     add_endpoint(receiver.url)
     post_event(event_id="evt_term")
@@ -127,3 +139,22 @@ def test_sigterm_finishes_the_attempt_in_flight_and_exits_cleanly(app, post_even
     assert worker.wait(20) == 0, worker.output()
     assert statuses() == ["succeeded"]
     assert attempt_count() == 1
+
+
+def test_sweeper_resends_a_delivery_whose_queued_job_was_popped_and_lost(app, post_event, receiver):
+    from rq import Queue
+
+    from webhook_admin.delivery.sweeper import sweep_once
+    from webhook_admin.queues import FRESH_QUEUE
+
+    add_endpoint(receiver.url)
+    post_event(event_id="evt_lost")
+    redis = get_redis()
+    # A worker popped the job and died before running it: the hash still says "queued".
+    job_id = redis.lpop(Queue(FRESH_QUEUE, connection=redis).key).decode()
+    delivery = db.session.scalars(select(Delivery)).one()
+    delivery.next_attempt_at -= timedelta(seconds=30)  # due for a while, past the grace
+    db.session.commit()
+    assert sweep_once()["requeued"] == 0  # young: believed live
+    redis.hset(f"rq:job:{job_id}", "enqueued_at", "2020-01-01T00:00:00.000000Z")
+    assert sweep_once()["requeued"] == 1  # stale and not in its queue: sent again
