@@ -1,7 +1,8 @@
 """Run delivery workers: `python worker.py [--threads N] [--burst]`.
 
-One process runs an RQ SimpleWorker (no fork per job) with RQ's scheduler, a pool of delivery
-threads and the sweeper. Run more processes, on any number of hosts, for more throughput."""
+One process runs an RQ SimpleWorker (no fork per job, no fork at all), RQ's scheduler in a
+thread, a pool of delivery threads and the sweeper. Run more processes, on any number of
+hosts, for more throughput."""
 
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ from rq import SimpleWorker
 
 from webhook_admin import create_app
 from webhook_admin.delivery.runner import DeliveryRunner, install_runner
+from webhook_admin.delivery.scheduler_thread import SchedulerThread
 from webhook_admin.delivery.sweeper import SweeperThread
 from webhook_admin.logging_setup import configure_logging
-from webhook_admin.queues import FRESH_QUEUE, MAINTENANCE_QUEUE, RETRY_QUEUE, get_queue, get_redis
+from webhook_admin.queues import (
+    FRESH_QUEUE,
+    MAINTENANCE_QUEUE,
+    RETRY_QUEUE,
+    get_queue,
+    use_worker_redis,
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -35,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = app.config["SETTINGS"]
     threads = args.threads or settings.worker_threads
     with app.app_context():
+        redis = use_worker_redis()
         runner = DeliveryRunner(app, threads)
         install_runner(runner)
         sweeper = None
@@ -43,15 +52,20 @@ def main(argv: list[str] | None = None) -> int:
             sweeper.start()
         # Fresh deliveries first: RQ takes from the first non-empty queue in this order.
         queues = [get_queue(n) for n in (FRESH_QUEUE, RETRY_QUEUE, MAINTENANCE_QUEUE)]
-        worker = SimpleWorker(queues, connection=get_redis(), name=args.name)
+        worker = SimpleWorker(queues, connection=redis, name=args.name)
         logging.getLogger("worker").info(
-            "worker starting pid=%s threads=%s queues=%s", os.getpid(), threads,
+            "worker starting pid=%s threads=%s queues=%s",
+            os.getpid(),
+            threads,
             ",".join(q.name for q in queues),
         )
+        scheduler = SchedulerThread([q.name for q in queues], redis)
+        scheduler.start()
         try:
-            worker.work(with_scheduler=True, burst=args.burst, logging_level="WARNING")
+            worker.work(burst=args.burst, logging_level="WARNING")
         finally:
             # Warm shutdown (SIGTERM/SIGINT): finish and record what is in flight, then exit.
+            scheduler.stop()
             if sweeper is not None:
                 sweeper.stop()
             runner.shutdown()

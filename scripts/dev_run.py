@@ -73,8 +73,19 @@ def ensure_redis(url: str) -> subprocess.Popen | None:
         )
     port = str(parsed.port or 6379)
     process = subprocess.Popen(
-        [binary, "--port", port, "--bind", "127.0.0.1", "--dir", str(VAR), "--save", "",
-         "--appendonly", "no"],
+        [
+            binary,
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(VAR),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(50):
@@ -124,7 +135,16 @@ def main() -> int:
 
     bin_dir = Path(sys.executable).parent
     web = subprocess.Popen(
-        [str(bin_dir / "flask"), "--app", "wsgi", "run", "--host", "127.0.0.1", "--port", str(PORT)],
+        [
+            str(bin_dir / "flask"),
+            "--app",
+            "wsgi",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+        ],
         cwd=ROOT,
     )
     worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT)

@@ -15,7 +15,6 @@ from sqlalchemy import text
 from tests.support.receiver import Receiver
 from tests.support.redis_server import RedisServer
 from webhook_admin import clock, create_app
-from webhook_admin.config import load_settings
 from webhook_admin.delivery.runner import install_runner
 from webhook_admin.delivery.signing import sign
 from webhook_admin.extensions import db
@@ -122,11 +121,15 @@ def cli(app):
     return app.test_cli_runner()
 
 
-def signed_headers(body: bytes, event_id: str | None = None, timestamp: int | None = None,
-                   secret: str = INGEST_SECRET) -> dict[str, str]:
+def signed_headers(
+    body: bytes,
+    event_id: str | None = None,
+    timestamp: int | None = None,
+    secret: str = INGEST_SECRET,
+) -> dict[str, str]:
     event_id = event_id or f"evt_{uuid.uuid4().hex}"
     timestamp = int(time.time()) if timestamp is None else timestamp
-    key = base64.b64decode(secret[len("whsec_"):])
+    key = base64.b64decode(secret[len("whsec_") :])
     return {
         "content-type": "application/json",
         "webhook-id": event_id,

@@ -29,7 +29,9 @@ def create_app(environ: Mapping[str, str] | None = None, settings: Settings | No
     if settings is None:
         settings = load_settings(environ, instance_path=app.instance_path)
     if settings.database_url.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(settings.database_url[len("sqlite:///") :]) or ".", exist_ok=True)
+        os.makedirs(
+            os.path.dirname(settings.database_url[len("sqlite:///") :]) or ".", exist_ok=True
+        )
 
     app.config.update(
         SETTINGS=settings,

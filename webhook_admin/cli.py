@@ -62,7 +62,11 @@ def catalog_seed(as_json: bool) -> None:
     """Add the catalog file's categories and event types (idempotent)."""
     added = seed_catalog()
     db.session.commit()
-    emit(added, as_json, f"added {added['categories']} categories, {added['event_types']} event types")
+    emit(
+        added,
+        as_json,
+        f"added {added['categories']} categories, {added['event_types']} event types",
+    )
 
 
 @catalog_cli.command("list")
@@ -93,8 +97,9 @@ def catalog_list(as_json: bool) -> None:
 @click.option("--merchant", default=None, help="only this merchant's events")
 @click.option("--header", "headers", multiple=True, help="custom header NAME:VALUE (repeat)")
 @json_option
-def endpoints_add(url, events, category, all_category_events, description, merchant, headers,
-                  as_json) -> None:
+def endpoints_add(
+    url, events, category, all_category_events, description, merchant, headers, as_json
+) -> None:
     """Add an endpoint; prints its signing secret once."""
     custom = {}
     for header in headers:
@@ -102,15 +107,20 @@ def endpoints_add(url, events, category, all_category_events, description, merch
         if not sep:
             fail(f"--header must be NAME:VALUE, got {header!r}")
         custom[name.strip()] = value.strip()
-    data = EndpointInput(url, list(events), category, all_category_events, description, merchant,
-                         custom)
+    data = EndpointInput(
+        url, list(events), category, all_category_events, description, merchant, custom
+    )
     try:
         endpoint, secret = create_endpoint(data, CLI_ACTOR)
     except ValidationError as exc:
         fail(str(exc))
     db.session.commit()
     out = endpoint_dict(endpoint) | {"secret": secret}
-    emit(out, as_json, f"endpoint {endpoint.id} {endpoint.url}\nsigning secret (shown once): {secret}")
+    emit(
+        out,
+        as_json,
+        f"endpoint {endpoint.id} {endpoint.url}\nsigning secret (shown once): {secret}",
+    )
 
 
 @endpoints_cli.command("list")
@@ -237,8 +247,9 @@ def events_emit(event_type, data_json, merchant, url, event_id, as_json) -> None
         "webhook-signature": sign(keys[0], msg_id, ts, body),
     }
     try:
-        response = requests.post(url.rstrip("/") + "/api/v1/events", data=body, headers=headers,
-                                 timeout=10)
+        response = requests.post(
+            url.rstrip("/") + "/api/v1/events", data=body, headers=headers, timeout=10
+        )
     except requests.RequestException as exc:
         fail(f"could not reach {url}: {exc}")
     if response.status_code >= 400:

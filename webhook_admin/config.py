@@ -158,7 +158,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
     if production and len(secret_key) < 32:
         raise ConfigError("SECRET_KEY is required in production and must be at least 32 chars")
     if not secret_key:
-        secret_key = "dev-only-secret-key-not-for-production"
+        secret_key = "dev-only-secret-key-not-for-production"  # noqa: S105 (never in production)
 
     allow_private_raw = environ.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS")
     allow_private = (
@@ -178,7 +178,9 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         secret_key=secret_key,
         ingest_keys=_read_ingest_keys(environ, required=production),
         encryption_keys=_read_encryption_keys(environ, required=production),
-        retry_schedule=optional("WEBHOOK_RETRY_SCHEDULE", parse_retry_schedule, DEFAULT_RETRY_SCHEDULE),
+        retry_schedule=optional(
+            "WEBHOOK_RETRY_SCHEDULE", parse_retry_schedule, DEFAULT_RETRY_SCHEDULE
+        ),
         delivery_timeout=optional("WEBHOOK_DELIVERY_TIMEOUT", parse_positive_float, 15.0),
         connect_timeout=optional("WEBHOOK_CONNECT_TIMEOUT", parse_positive_float, 5.0),
         sweep_interval=optional("WEBHOOK_SWEEP_INTERVAL", parse_positive_float, 30.0),

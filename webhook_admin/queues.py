@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from redis import Redis
@@ -20,15 +20,19 @@ FRESH_QUEUE = "deliveries"
 RETRY_QUEUE = "retries"
 MAINTENANCE_QUEUE = "maintenance"
 DELIVER_FUNC = "webhook_admin.delivery.jobs.deliver"
+# A queued job older than this is checked against its queue before it is believed live.
+STALE_QUEUED_SECONDS = 60
 LIVE_JOB_STATES = {
-    s.value
-    for s in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
+    s.value for s in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
 }
 
 
-def make_redis(url: str) -> Redis:
-    # Short socket timeouts: ingest must answer even when Redis hangs (the sweeper catches up).
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+def make_redis(url: str, socket_timeout: float | None = 5) -> Redis:
+    """Short timeouts by default: ingest must answer even when Redis hangs (the sweeper
+    catches up). Workers pass socket_timeout=None: RQ blocks on BLPOP for longer than that."""
+    return Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30
+    )
 
 
 def get_redis() -> Redis:
@@ -36,6 +40,14 @@ def get_redis() -> Redis:
     if "redis" not in ext:
         ext["redis"] = make_redis(current_app.config["SETTINGS"].redis_url)
     return ext["redis"]
+
+
+def use_worker_redis() -> Redis:
+    """Switch this app to a connection without a read timeout (for worker processes)."""
+    current_app.extensions["redis"] = make_redis(
+        current_app.config["SETTINGS"].redis_url, socket_timeout=None
+    )
+    return current_app.extensions["redis"]
 
 
 def get_queue(name: str) -> Queue:
@@ -80,7 +92,9 @@ def enqueue_deliveries(deliveries: Iterable[DeliveryRef], queue_name: str = FRES
             queue.enqueue_many(jobs, pipeline=pipe)
             pipe.execute()
     except RedisError as exc:
-        log.warning("enqueue failed for %d deliveries, the sweeper will send them: %s", len(ids), exc)
+        log.warning(
+            "enqueue failed for %d deliveries, the sweeper will send them: %s", len(ids), exc
+        )
         return False
     return True
 
@@ -95,21 +109,46 @@ def schedule_delivery(delivery_id: int, attempts_made: int, when: datetime) -> b
             **_job_options(delivery_id, attempts_made),
         )
     except RedisError as exc:
-        log.warning("schedule failed delivery_id=%s, the sweeper will send it: %s", delivery_id, exc)
+        log.warning(
+            "schedule failed delivery_id=%s, the sweeper will send it: %s", delivery_id, exc
+        )
         return False
     return True
 
 
 def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
-    """The deliveries among these (id, attempts made) that Redis has a queued, scheduled or
-    running job for, for their next attempt."""
+    """The deliveries among these (id, attempts made) that Redis holds a live job for.
+
+    A job hash that says "queued" is only believed while it is young, or while its id is
+    still in its queue: a worker killed between popping a job and running it leaves such
+    a hash behind forever, and the delivery must not wait on it."""
     redis = get_redis()
     with redis.pipeline() as pipe:
         for i, n in deliveries:
-            pipe.hget(Job.key_for(job_id_for(i, n)), "status")
-        statuses = pipe.execute()
-    return {
-        i
-        for (i, _), status in zip(deliveries, statuses, strict=True)
-        if status is not None and status.decode() in LIVE_JOB_STATES
-    }
+            pipe.hmget(Job.key_for(job_id_for(i, n)), "status", "origin", "enqueued_at")
+        rows = pipe.execute()
+    live, to_verify = set(), []
+    stale_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=STALE_QUEUED_SECONDS)
+    for (i, n), (status, origin, enqueued_at) in zip(deliveries, rows, strict=True):
+        if status is None or status.decode() not in LIVE_JOB_STATES:
+            continue
+        if status.decode() == JobStatus.QUEUED.value and _older(enqueued_at, stale_before):
+            to_verify.append((i, n, origin.decode() if origin else FRESH_QUEUE))
+        else:
+            live.add(i)
+    if to_verify:
+        with redis.pipeline() as pipe:
+            for i, n, origin in to_verify:
+                pipe.lpos(Queue(origin, connection=redis).key, job_id_for(i, n))
+            positions = pipe.execute()
+        live.update(
+            i for (i, _, _), pos in zip(to_verify, positions, strict=True) if pos is not None
+        )
+    return live
+
+
+def _older(enqueued_at: bytes | None, cutoff: datetime) -> bool:
+    if not enqueued_at:
+        return True
+    when = datetime.fromisoformat(enqueued_at.decode().rstrip("Z"))
+    return when.replace(tzinfo=None) < cutoff

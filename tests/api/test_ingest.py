@@ -237,7 +237,9 @@ def test_accepts_any_of_several_ingest_secrets_during_rotation(environ, redis_se
     from webhook_admin import create_app
 
     new_secret = "whsec_" + "c" * 44
-    app = create_app(environ | {"WEBHOOK_INGEST_SECRET": f"{new_secret} {environ['WEBHOOK_INGEST_SECRET']}"})
+    app = create_app(
+        environ | {"WEBHOOK_INGEST_SECRET": f"{new_secret} {environ['WEBHOOK_INGEST_SECRET']}"}
+    )
     client = app.test_client()
     body = b'{"type": "webhook.test"}'
     for secret in (new_secret, environ["WEBHOOK_INGEST_SECRET"]):

@@ -41,7 +41,9 @@ def test_delivery_verifies_with_the_standardwebhooks_library(app, post_event, re
     assert payload["data"] == {"amount": 2599}
 
 
-def test_request_has_the_standard_headers_and_the_endpoint_custom_headers(app, post_event, receiver):
+def test_request_has_the_standard_headers_and_the_endpoint_custom_headers(
+    app, post_event, receiver
+):
     add_endpoint(receiver.url, custom_headers={"X-Tenant": "acme"})
     post_event(event_id="evt_headers")
     run_queued_jobs(app)
@@ -127,7 +129,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed(app, post_event, receiver):
     receiver.responder = lambda request: Reply(302, headers={"Location": receiver.url + "/x"})
     add_endpoint(receiver.url)
     post_event()
-    run_queued_jobs(app, rounds=1)
+    run_queued_jobs(app, max_jobs=1)
     assert len(receiver.requests) == 1
     assert attempts()[0].error_class == "http"
     assert attempts()[0].response_status == 302
@@ -139,7 +141,7 @@ def test_a_timeout_is_recorded_with_error_class_timeout(app, post_event, receive
     endpoint.timeout_seconds = 1
     db.session.commit()
     post_event()
-    run_queued_jobs(app, rounds=1)
+    run_queued_jobs(app, max_jobs=1)
     first = attempts()[0]
     assert first.error_class == "timeout"
     assert 900 <= first.duration_ms < 2500
@@ -148,7 +150,7 @@ def test_a_timeout_is_recorded_with_error_class_timeout(app, post_event, receive
 def test_connection_refused_is_recorded_with_error_class_connect(app, post_event):
     add_endpoint("http://127.0.0.1:9/closed")
     post_event()
-    run_queued_jobs(app, rounds=1)
+    run_queued_jobs(app, max_jobs=1)
     assert attempts()[0].error_class == "connect"
 
 
@@ -156,7 +158,7 @@ def test_retry_after_on_429_postpones_the_next_try(app, post_event, receiver):
     receiver.responder = lambda request: Reply(429, headers={"Retry-After": "120"})
     add_endpoint(receiver.url)
     post_event()
-    run_queued_jobs(app, rounds=1)
+    run_queued_jobs(app, max_jobs=1)
     delivery = only_delivery()
     wait = (delivery.next_attempt_at - attempts()[0].started_at).total_seconds()
     assert delivery.status == "retrying"

@@ -34,7 +34,9 @@ Responder = Callable[[ReceivedRequest], Reply]
 class Receiver:
     """A threaded HTTP server on 127.0.0.1:<free port>; `tls` takes a trustme server cert."""
 
-    def __init__(self, responder: Responder | None = None, tls_context: ssl.SSLContext | None = None):
+    def __init__(
+        self, responder: Responder | None = None, tls_context: ssl.SSLContext | None = None
+    ):
         self.responder: Responder = responder or (lambda request: Reply())
         self.requests: list[ReceivedRequest] = []
         self.connections = 0

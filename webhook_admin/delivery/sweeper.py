@@ -31,6 +31,8 @@ def sweep_once() -> dict:
     recovered = recover_expired_leases()
     db.session.commit()
     requeued = 0
+    if recovered and enqueue_deliveries(recovered, RETRY_QUEUE):
+        requeued += len(recovered)
     cutoff = utcnow() - timedelta(seconds=GRACE_SECONDS)
     due = due_deliveries(cutoff, BATCH)
     db.session.commit()
@@ -38,7 +40,7 @@ def sweep_once() -> dict:
         live = live_job_ids(due)
         orphans = [ref for ref in due if ref[0] not in live]
         if orphans and enqueue_deliveries(orphans, RETRY_QUEUE):
-            requeued = len(orphans)
+            requeued += len(orphans)
     stats = {"recovered": len(recovered), "requeued": requeued}
     get_redis().set(LAST_RUN_KEY, f"{time.time():.0f}")
     if recovered or requeued:

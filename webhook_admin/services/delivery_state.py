@@ -114,9 +114,9 @@ def release_claim(claim: Claim) -> None:
     )
 
 
-def recover_expired_leases(limit: int = 500) -> list[int]:
+def recover_expired_leases(limit: int = 500) -> list[tuple[int, int]]:
     """Deliveries whose worker died mid-attempt: record that attempt as interrupted and make
-    them due again now. Returns their ids."""
+    them due again now. Returns their (id, attempts made)."""
     now = utcnow()
     rows = db.session.execute(
         select(
@@ -168,7 +168,7 @@ def recover_expired_leases(limit: int = 500) -> list[int]:
             ],
         )
         log.warning("recovered expired lease delivery_id=%s attempt=%s", row.id, row.attempts_count)
-        recovered.append(row.id)
+        recovered.append((row.id, row.attempts_count))
     return recovered
 
 

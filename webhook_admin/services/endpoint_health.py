@@ -16,7 +16,10 @@ SYSTEM_ACTOR = "system"
 
 
 def record_endpoint_result(
-    endpoint_id: int, started_at: datetime, status_code: int | None, error_class: str | None,
+    endpoint_id: int,
+    started_at: datetime,
+    status_code: int | None,
+    error_class: str | None,
     succeeded: bool,
 ) -> None:
     """Update the endpoint's last attempt and failure streak in one statement."""

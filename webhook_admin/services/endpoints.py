@@ -153,7 +153,9 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
     secret = issue_secret(endpoint)
     db.session.add(endpoint)
     db.session.flush()
-    record_audit(actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_snapshot(endpoint))
+    record_audit(
+        actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_snapshot(endpoint)
+    )
     log.info("endpoint created endpoint_id=%s", endpoint.id)
     return endpoint, secret
 
@@ -163,7 +165,9 @@ def update_endpoint(endpoint: Endpoint, data: EndpointInput, actor: str) -> Endp
     before = endpoint_snapshot(endpoint)
     _apply(endpoint, resolved)
     db.session.flush()
-    record_audit(actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_snapshot(endpoint))
+    record_audit(
+        actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_snapshot(endpoint)
+    )
     return endpoint
 
 
@@ -177,8 +181,14 @@ def disable_endpoint(endpoint: Endpoint, actor: str, note: str | None = None) ->
     endpoint.disabled_by = actor
     endpoint.disabled_at = utcnow()
     db.session.flush()
-    record_audit(actor, "endpoint.disable", "endpoint", endpoint.id, {"enabled": True},
-                 {"enabled": False, "reason": DISABLED_MANUAL})
+    record_audit(
+        actor,
+        "endpoint.disable",
+        "endpoint",
+        endpoint.id,
+        {"enabled": True},
+        {"enabled": False, "reason": DISABLED_MANUAL},
+    )
 
 
 def enable_endpoint(endpoint: Endpoint, actor: str) -> list[tuple[int, int]]:
@@ -203,8 +213,14 @@ def delete_endpoint(endpoint: Endpoint, actor: str) -> int:
     endpoint.enabled = False
     cancelled = cancel_waiting_deliveries(endpoint.id)
     db.session.flush()
-    record_audit(actor, "endpoint.delete", "endpoint", endpoint.id, before,
-                 {"deleted": True, "cancelled_deliveries": cancelled})
+    record_audit(
+        actor,
+        "endpoint.delete",
+        "endpoint",
+        endpoint.id,
+        before,
+        {"deleted": True, "cancelled_deliveries": cancelled},
+    )
     return cancelled
 
 

@@ -118,5 +118,7 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
     db.session.flush()
     delivery_ids = create_deliveries(event_id, matching_endpoint_ids(event_type, merchant_id))
     event.delivery_count = len(delivery_ids)
-    log.info("event accepted event_id=%s type=%s deliveries=%d", event_id, type_name, len(delivery_ids))
+    log.info(
+        "event accepted event_id=%s type=%s deliveries=%d", event_id, type_name, len(delivery_ids)
+    )
     return IngestResult(event_id, delivery_ids, created=True)

@@ -1,0 +1,160 @@
+"""`python worker.py` as a real process: delivery, scheduled retries, sweeper, crash, SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.support.processes import WorkerProcess, wait_until
+from tests.support.receiver import Reply
+from webhook_admin.extensions import db
+from webhook_admin.models import Attempt, Delivery
+from webhook_admin.queues import get_redis
+from webhook_admin.services.endpoints import EndpointInput, create_endpoint
+
+
+@pytest.fixture
+def start_worker(environ):
+    started = []
+
+    def start(*args, **overrides):
+        worker = WorkerProcess(environ | overrides, *args).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def add_endpoint(url):
+    endpoint, secret = create_endpoint(EndpointInput(url, ["transaction.approved"]), "test")
+    db.session.commit()
+    return endpoint
+
+
+def statuses() -> list[str]:
+    db.session.rollback()  # see what other processes committed
+    return list(db.session.scalars(select(Delivery.status).order_by(Delivery.id)))
+
+
+def attempt_count() -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(Attempt))
+
+
+def test_worker_process_delivers_queued_events(app, post_event, receiver, start_worker):
+    add_endpoint(receiver.url)
+    for n in range(5):
+        post_event(event_id=f"evt_proc_{n}")
+    worker = start_worker()
+    receiver.wait_for(5)
+    wait_until(lambda: statuses() == ["succeeded"] * 5, message=worker.output())
+
+
+def test_scheduled_retry_is_sent_by_rq_scheduler(app, post_event, receiver, start_worker):
+    replies = iter([Reply(503), Reply(200)])
+    receiver.responder = lambda request: next(replies)
+    add_endpoint(receiver.url)
+    post_event()
+    worker = start_worker(WEBHOOK_RETRY_SCHEDULE="2")
+    try:
+        first, second = receiver.wait_for(2, timeout=10)
+    except AssertionError as exc:
+        raise AssertionError(worker.output() + repr(get_redis().keys("*"))) from exc
+    # 2 s +-20 % jitter, and RQ's scheduler polls once a second
+    assert 1.5 <= second.received_at - first.received_at <= 5.0
+    wait_until(lambda: statuses() == ["succeeded"], message=worker.output())
+
+
+def test_sweeper_resends_due_deliveries_after_redis_was_flushed(
+    app, post_event, receiver, start_worker
+):
+    add_endpoint(receiver.url)
+    for n in range(3):
+        post_event(event_id=f"evt_flush_{n}")
+    get_redis().flushall()  # Redis restarted empty: the jobs are gone, the rows are not
+    worker = start_worker()
+    receiver.wait_for(3, timeout=20)
+    wait_until(lambda: statuses() == ["succeeded"] * 3, message=worker.output())
+
+
+def test_disabled_endpoint_holds_deliveries_until_enabled(
+    app, post_event, receiver, start_worker, cli
+):
+    endpoint = add_endpoint(receiver.url)
+    post_event(event_id="evt_held")
+    assert cli.invoke(args=["endpoints", "disable", str(endpoint.id)]).exit_code == 0
+    start_worker()
+    wait_until(lambda: get_redis().llen("rq:queue:deliveries") == 0)
+    threading.Event().wait(1.0)  # the worker and a sweep had their chance
+    assert receiver.requests == [] and statuses() == ["pending"]
+    result = cli.invoke(args=["endpoints", "enable", str(endpoint.id)])
+    assert "1 held deliveries queued" in result.output
+    receiver.wait_for(1)
+    wait_until(lambda: statuses() == ["succeeded"])
+
+
+def test_killed_worker_lease_expires_and_delivery_is_sent_again(
+    app, post_event, receiver, start_worker
+):
+    hold = threading.Event()
+    calls = []
+
+    def respond(request):
+        calls.append(request)
+        if len(calls) == 1:
+            hold.wait(20)  # hold the first request while the worker is killed
+        return Reply(200)
+
+    receiver.responder = respond
+    add_endpoint(receiver.url)
+    post_event(event_id="evt_kill")
+    worker = start_worker(WEBHOOK_LEASE_SECONDS="2")
+    receiver.wait_for(1)
+    worker.signal(signal.SIGKILL)
+    worker.wait()
+    hold.set()
+    start_worker(WEBHOOK_LEASE_SECONDS="2")
+    second = receiver.wait_for(2, timeout=20)[1]
+    assert second.headers["webhook-id"] == "evt_kill"
+    wait_until(lambda: statuses() == ["succeeded"])
+    rows = db.session.execute(select(Attempt.number, Attempt.error_class).order_by(Attempt.number))
+    assert rows.all() == [(1, "interrupted"), (2, None)]
+
+
+def test_sigterm_finishes_the_attempt_in_flight_and_exits_cleanly(
+    app, post_event, receiver, start_worker
+):
+    receiver.responder = lambda request: Reply(200, delay=1.5)
+    add_endpoint(receiver.url)
+    post_event(event_id="evt_term")
+    worker = start_worker()
+    receiver.wait_for(1)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+    assert statuses() == ["succeeded"]
+    assert attempt_count() == 1
+
+
+def test_sweeper_resends_a_delivery_whose_queued_job_was_popped_and_lost(app, post_event, receiver):
+    from rq import Queue
+
+    from webhook_admin.delivery.sweeper import sweep_once
+    from webhook_admin.queues import FRESH_QUEUE
+
+    add_endpoint(receiver.url)
+    post_event(event_id="evt_lost")
+    redis = get_redis()
+    # A worker popped the job and died before running it: the hash still says "queued".
+    job_id = redis.lpop(Queue(FRESH_QUEUE, connection=redis).key).decode()
+    delivery = db.session.scalars(select(Delivery)).one()
+    delivery.next_attempt_at -= timedelta(seconds=30)  # due for a while, past the grace
+    db.session.commit()
+    assert sweep_once()["requeued"] == 0  # young: believed live
+    redis.hset(f"rq:job:{job_id}", "enqueued_at", "2020-01-01T00:00:00.000000Z")
+    assert sweep_once()["requeued"] == 1  # stale and not in its queue: sent again
