@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 import uuid
 
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
+from werkzeug.serving import make_server
 
 from tests.support.receiver import Receiver
 from tests.support.redis_server import RedisServer
@@ -154,3 +156,14 @@ def post_event(client):
 def receiver():
     with Receiver() as r:
         yield r
+
+
+@pytest.fixture
+def live_server(app):
+    """The test app served on 127.0.0.1 from a thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
