@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from flask import Flask
+from sqlalchemy import select
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import DeliveryStatus
+from ..models import Delivery, DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
 from .attempt import attempt_delivery
+from .endpoint_gate import EndpointGate
 from .http_sender import Sender
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class DeliveryRunner:
         self._slots = threading.BoundedSemaphore(threads)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="delivery")
         self.concurrent = threads > 1
+        self.gate = EndpointGate(self.settings.per_endpoint_concurrency)
         # thread name -> delivery id, for the System page and shutdown logs.
         self.in_flight: dict[str, int] = {}
 
@@ -59,12 +62,11 @@ class DeliveryRunner:
     def _run(self, delivery_id: int, release: bool = True) -> None:
         thread = threading.current_thread().name
         self.in_flight[thread] = delivery_id
+        next_id = None
         try:
             with self.app.app_context():
                 try:
-                    report = attempt_delivery(delivery_id, self.sender, self.settings)
-                    if report and report.status == DeliveryStatus.RETRYING:
-                        follow_up(delivery_id, report.attempt_number, report.retry_at)
+                    next_id = self._attempt_within_endpoint_cap(delivery_id)
                 except Exception:
                     # Not swallowed: the claim's lease expires and the sweeper records the
                     # attempt as interrupted and sends it again. Log it for the operator.
@@ -76,11 +78,34 @@ class DeliveryRunner:
             self.in_flight.pop(thread, None)
             if release:
                 self._slots.release()
+        if next_id is not None and release:
+            self.submit(next_id)
+        elif next_id is not None:
+            self.run_inline(next_id)
+
+    def _attempt_within_endpoint_cap(self, delivery_id: int) -> int | None:
+        """Attempt unless the endpoint is at its cap; returns a parked delivery to run next."""
+        endpoint_id = endpoint_of(delivery_id)
+        if endpoint_id is None or not self.gate.enter(endpoint_id, delivery_id):
+            return None
+        try:
+            report = attempt_delivery(delivery_id, self.sender, self.settings)
+            if report and report.status == DeliveryStatus.RETRYING:
+                follow_up(delivery_id, report.attempt_number, report.retry_at)
+        finally:
+            next_id = self.gate.leave(endpoint_id)
+        return next_id
 
     def shutdown(self) -> None:
         """Finish and record every attempt in flight, then stop."""
         self._executor.shutdown(wait=True)
         self.sender.close()
+
+
+def endpoint_of(delivery_id: int) -> int | None:
+    endpoint_id = db.session.scalar(select(Delivery.endpoint_id).where(Delivery.id == delivery_id))
+    db.session.commit()  # end the read; nothing stays open across the attempt
+    return endpoint_id
 
 
 def follow_up(delivery_id: int, attempts_made: int, retry_at: datetime | None) -> None:

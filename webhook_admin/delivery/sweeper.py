@@ -17,12 +17,15 @@ from ..clock import utcnow
 from ..extensions import db
 from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids
 from ..services.delivery_state import due_deliveries, recover_expired_leases
+from ..services.retention import purge_expired
 
 log = logging.getLogger(__name__)
 # A job due this recently may still be on its way from RQ's scheduler (it polls each second).
 GRACE_SECONDS = 2
 BATCH = 1000
 LOCK_KEY = "webhook-admin:sweeper:lock"
+RETENTION_LOCK_KEY = "webhook-admin:retention:lock"
+RETENTION_EVERY_SECONDS = 3600
 LAST_RUN_KEY = "webhook-admin:sweeper:last-run"
 
 
@@ -68,6 +71,11 @@ class SweeperThread(threading.Thread):
                     lock_ms = max(int(self.interval * 900), 100)
                     if get_redis().set(LOCK_KEY, "1", nx=True, px=lock_ms):
                         sweep_once()
+                    # Once an hour across all workers: the lock outlives the interval.
+                    if get_redis().set(
+                        RETENTION_LOCK_KEY, "1", nx=True, ex=RETENTION_EVERY_SECONDS
+                    ):
+                        purge_expired(self.app.config["SETTINGS"].retention_days)
                 except RedisError as exc:
                     log.warning("sweep skipped, Redis unavailable: %s", exc)
                 except Exception:
