@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from webhook_admin.services.users import create_user
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# `UPDATE_SCREENSHOTS=1 make test` refreshes the README's pictures; otherwise they go to a
+# scratch folder so that a test run never changes tracked files.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "webhook-admin-screenshots"
+)
 ADMIN_EMAIL, ADMIN_PASSWORD = "ops@acme.example", "correct horse battery staple"
 
 
