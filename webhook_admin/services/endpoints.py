@@ -75,8 +75,9 @@ def validate_custom_headers(headers: dict[str, str]) -> str | None:
     return None
 
 
-def resolve_input(data: EndpointInput) -> ResolvedInput:
-    """Check every field; raise ValidationError with all problems at once."""
+def resolve_input(data: EndpointInput, existing: Endpoint | None = None) -> ResolvedInput:
+    """Check every field; raise ValidationError with all problems at once. An archived
+    event type the endpoint already has may stay (it shows as archived), not be added."""
     errors: dict[str, str] = {}
     url = (data.url or "").strip()
     settings = current_app.config["SETTINGS"]
@@ -96,7 +97,10 @@ def resolve_input(data: EndpointInput) -> ResolvedInput:
         ).all()
         by_name = {t.name: t for t in found}
         unknown = [n for n in data.event_types if n not in by_name]
-        archived = [n for n in data.event_types if n in by_name and by_name[n].archived]
+        kept = {t.name for t in existing.event_types} if existing is not None else set()
+        archived = [
+            n for n in data.event_types if n in by_name and by_name[n].archived and n not in kept
+        ]
         if unknown:
             errors["event_types"] = "unknown event type(s): " + ", ".join(unknown)
         elif archived:
@@ -161,7 +165,7 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
 
 
 def update_endpoint(endpoint: Endpoint, data: EndpointInput, actor: str) -> Endpoint:
-    resolved = resolve_input(data)
+    resolved = resolve_input(data, existing=endpoint)
     before = endpoint_snapshot(endpoint)
     _apply(endpoint, resolved)
     db.session.flush()
