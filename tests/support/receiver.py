@@ -46,6 +46,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body in separate sends: no 40 ms stall
 
             def log_message(self, format, *args):  # keep test output quiet
                 pass
@@ -81,6 +82,7 @@ class Receiver:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 128  # bursts of connections are not delayed by the backlog
 
             def get_request(self):
                 sock, addr = super().get_request()
