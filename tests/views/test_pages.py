@@ -50,3 +50,23 @@ def test_endpoint_page_renders_chart_and_masked_secret(admin, endpoint):
 
 def test_users_page_renders_for_admin(admin):
     assert admin.get("/users").status_code == 200
+
+
+def test_webhooks_list_is_paged_with_a_keyset_load_more(viewer, app):
+    from webhook_admin.extensions import db
+    from webhook_admin.services.endpoints import EndpointInput, create_endpoint
+    from webhook_admin.services.queries import PAGE_SIZE
+
+    ids = []
+    for n in range(PAGE_SIZE + 3):
+        url = f"https://m{n}.example.com/h"
+        ids.append(create_endpoint(EndpointInput(url, ["transaction.approved"]), "t")[0].id)
+    db.session.commit()
+    first = viewer.get("/webhooks").get_data(as_text=True)
+    assert first.count('<tr id="endpoint-') == PAGE_SIZE
+    assert "m0.example.com" not in first  # the oldest are on the next page
+    cursor = ids[3]
+    assert f"cursor={cursor}" in first
+    rest = viewer.get(f"/webhooks?cursor={cursor}", htmx=True).get_data(as_text=True)
+    assert rest.count('<tr id="endpoint-') == 3
+    assert "m0.example.com" in rest and "Load more" not in rest

@@ -31,15 +31,30 @@ class EndpointFilters:
     category: str = ""
     status: str = ""  # "", enabled, disabled, failing
 
+    def as_args(self) -> dict:
+        values = {"q": self.text, "category": self.category, "status": self.status}
+        return {k: v for k, v in values.items() if v}
 
-def list_endpoints(filters: EndpointFilters) -> list[Endpoint]:
-    """Live endpoints, newest first, with their category and event types loaded."""
+
+@dataclass
+class Page:
+    items: list = field(default_factory=list)
+    next_cursor: int | None = None
+
+
+def list_endpoints(
+    filters: EndpointFilters, cursor: int | None = None, limit: int = PAGE_SIZE
+) -> Page:
+    """Live endpoints, newest first, a keyset page at a time, with category and types."""
     query = (
         select(Endpoint)
         .where(Endpoint.deleted_at.is_(None))
         .options(selectinload(Endpoint.category), selectinload(Endpoint.event_types))
         .order_by(Endpoint.id.desc())
+        .limit(limit + 1)
     )
+    if cursor is not None:
+        query = query.where(Endpoint.id < cursor)
     if filters.text:
         pattern = f"%{filters.text.strip()}%"
         query = query.where(or_(Endpoint.url.ilike(pattern), Endpoint.description.ilike(pattern)))
@@ -53,7 +68,9 @@ def list_endpoints(filters: EndpointFilters) -> list[Endpoint]:
         query = query.where(Endpoint.enabled.is_(False))
     elif filters.status == "failing":
         query = query.where(Endpoint.failing_since.is_not(None))
-    return list(db.session.scalars(query))
+    rows = list(db.session.scalars(query))
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor)
 
 
 def success_rates(endpoint_ids: list[int], hours: int = 24) -> dict[int, tuple[int, int]]:
@@ -104,12 +121,6 @@ class DeliveryFilters:
             "event_id": self.event_id,
         }
         return {k: v for k, v in values.items() if v}
-
-
-@dataclass
-class Page:
-    items: list = field(default_factory=list)
-    next_cursor: int | None = None
 
 
 def _filtered_deliveries(filters: DeliveryFilters) -> Select:
@@ -203,8 +214,18 @@ def event_type_names() -> list[str]:
     return list(db.session.scalars(select(EventType.name).order_by(EventType.name)))
 
 
-def endpoint_choices() -> list[tuple[int, str]]:
+MAX_ENDPOINT_CHOICES = 200
+
+
+def endpoint_choices() -> list[tuple[int, str]] | None:
+    """(id, url) for a filter dropdown; None when there are too many to list (the page then
+    asks for an endpoint id: a select of thousands of options helps nobody)."""
     rows = db.session.execute(
-        select(Endpoint.id, Endpoint.url).where(Endpoint.deleted_at.is_(None)).order_by(Endpoint.id)
+        select(Endpoint.id, Endpoint.url)
+        .where(Endpoint.deleted_at.is_(None))
+        .order_by(Endpoint.id)
+        .limit(MAX_ENDPOINT_CHOICES + 1)
     ).all()
+    if len(rows) > MAX_ENDPOINT_CHOICES:
+        return None
     return [(row.id, row.url) for row in rows]

@@ -88,12 +88,13 @@ def filters_from_args() -> EndpointFilters:
 @login_required
 def index():
     filters = filters_from_args()
-    endpoints = list_endpoints(filters)
+    page = list_endpoints(filters, request.args.get("cursor", type=int))
     return render(
         "webhooks/index.html",
         "webhooks/_rows.html",
-        endpoints=endpoints,
-        rates=success_rates([e.id for e in endpoints]),
+        endpoints=page.items,
+        next_cursor=page.next_cursor,
+        rates=success_rates([e.id for e in page.items]),
         filters=filters,
         categories=list_catalog(),
         auto_disabled=auto_disabled_endpoints(),
