@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -18,6 +19,7 @@ from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_att
 from ..services.endpoint_health import (
     auto_disable_if_failing_too_long,
     disable_if_gone,
+    needs_health_write,
     record_endpoint_result,
 )
 from ..services.endpoint_secrets import active_signing_secrets
@@ -81,17 +83,26 @@ def load_delivery(delivery_id: int) -> Delivery:
     ).scalar_one()
 
 
-def attempt_delivery(delivery_id: int, sender, settings: Settings) -> AttemptReport | None:
-    """Claim, send, record. None when there was nothing to do (not due, taken, held)."""
+def claim_for_attempt(delivery_id: int, settings: Settings) -> Claim | None:
+    """Claim (committed) if the delivery is waiting, due and its endpoint enabled."""
     claim = claim_delivery(delivery_id, settings.lease_duration)
     db.session.commit()
-    if claim is None:
-        return None
+    return claim
+
+
+def give_back(claim: Claim) -> None:
+    """Undo a claim that will not be attempted now (the endpoint is at its in-flight cap)."""
+    release_claim(claim)
+    db.session.commit()
+
+
+def run_claimed(claim: Claim, sender, settings: Settings) -> AttemptReport | None:
+    """Send a claimed delivery and record the attempt and its outcome."""
+    delivery_id = claim.delivery_id
     delivery = load_delivery(delivery_id)
     endpoint = delivery.endpoint
     if not endpoint.enabled or endpoint.deleted_at is not None:
-        release_claim(claim)
-        db.session.commit()
+        give_back(claim)
         return None
     event: Event = delivery.event
     event_id, endpoint_id, url = event.id, endpoint.id, endpoint.url
@@ -100,6 +111,7 @@ def attempt_delivery(delivery_id: int, sender, settings: Settings) -> AttemptRep
         event, active_signing_secrets(endpoint), endpoint.custom_headers, int(time.time())
     )
     started_at = utcnow()
+    write_health = partial(needs_health_write, endpoint, started_at)
     # End the read transaction: nothing is held open while we wait on the network.
     db.session.commit()
     result = sender.post(url, request.body, request.headers, timeout=timeout)
@@ -108,9 +120,10 @@ def attempt_delivery(delivery_id: int, sender, settings: Settings) -> AttemptRep
     if not finish_attempt(claim, row, outcome):
         db.session.rollback()
         return None
-    record_endpoint_result(
-        endpoint_id, started_at, result.status_code, result.error_class, result.succeeded
-    )
+    if write_health(result.status_code, result.succeeded):
+        record_endpoint_result(
+            endpoint_id, started_at, result.status_code, result.error_class, result.succeeded
+        )
     if not result.succeeded:
         disable_if_gone(endpoint_id, result.status_code)
         auto_disable_if_failing_too_long(endpoint_id, settings.disable_after_hours)

@@ -12,13 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from flask import Flask
-from sqlalchemy import select
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Delivery, DeliveryStatus
+from ..models import DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
-from .attempt import attempt_delivery
+from .attempt import claim_for_attempt, give_back, run_claimed
 from .endpoint_gate import EndpointGate
 from .http_sender import Sender
 
@@ -84,28 +83,26 @@ class DeliveryRunner:
             self.run_inline(next_id)
 
     def _attempt_within_endpoint_cap(self, delivery_id: int) -> int | None:
-        """Attempt unless the endpoint is at its cap; returns a parked delivery to run next."""
-        endpoint_id = endpoint_of(delivery_id)
-        if endpoint_id is None or not self.gate.enter(endpoint_id, delivery_id):
+        """Attempt unless the endpoint is at its cap (then the claim is given back and the
+        delivery parked); returns a parked delivery of the same endpoint to run next."""
+        claim = claim_for_attempt(delivery_id, self.settings)
+        if claim is None:
+            return None
+        if not self.gate.enter(claim.endpoint_id, delivery_id):
+            give_back(claim)
             return None
         try:
-            report = attempt_delivery(delivery_id, self.sender, self.settings)
+            report = run_claimed(claim, self.sender, self.settings)
             if report and report.status == DeliveryStatus.RETRYING:
                 follow_up(delivery_id, report.attempt_number, report.retry_at)
         finally:
-            next_id = self.gate.leave(endpoint_id)
+            next_id = self.gate.leave(claim.endpoint_id)
         return next_id
 
     def shutdown(self) -> None:
         """Finish and record every attempt in flight, then stop."""
         self._executor.shutdown(wait=True)
         self.sender.close()
-
-
-def endpoint_of(delivery_id: int) -> int | None:
-    endpoint_id = db.session.scalar(select(Delivery.endpoint_id).where(Delivery.id == delivery_id))
-    db.session.commit()  # end the read; nothing stays open across the attempt
-    return endpoint_id
 
 
 def follow_up(delivery_id: int, attempts_made: int, retry_at: datetime | None) -> None:

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from ..clock import utcnow
 from ..extensions import db
@@ -25,38 +25,53 @@ class Claim:
     token: str
     attempt_number: int
     trigger: str
+    endpoint_id: int
 
 
 def live_endpoint_ids():
     return select(Endpoint.id).where(Endpoint.enabled.is_(True), Endpoint.deleted_at.is_(None))
 
 
+deliveries = Delivery.__table__
+# The claim, built once as a Core statement (the hot path: no ORM bulk-update machinery).
+# RETURNING hands back what the attempt needs without a second round trip.
+CLAIM = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("delivery_id"),
+        deliveries.c.status.in_(DeliveryStatus.WAITING),
+        or_(
+            deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= bindparam("now")
+        ),
+        deliveries.c.endpoint_id.in_(live_endpoint_ids()),
+    )
+    .values(
+        status=DeliveryStatus.IN_FLIGHT,
+        lease_token=bindparam("token"),
+        lease_expires_at=bindparam("lease_expires_at"),
+        attempts_count=deliveries.c.attempts_count + 1,
+    )
+    .returning(deliveries.c.attempts_count, deliveries.c.next_trigger, deliveries.c.endpoint_id)
+)
+
+
 def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
     """Take the delivery if it is waiting, due and its endpoint enabled; None otherwise."""
     now = utcnow()
     token = secrets.token_hex(16)
-    result = db.session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == delivery_id,
-            Delivery.status.in_(DeliveryStatus.WAITING),
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-            Delivery.endpoint_id.in_(live_endpoint_ids()),
-        )
-        .values(
-            status=DeliveryStatus.IN_FLIGHT,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts_count=Delivery.attempts_count + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    row = db.session.execute(
+        CLAIM,
+        {
+            "delivery_id": delivery_id,
+            "now": now,
+            "token": token,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        },
+    ).first()
+    if row is None:
         return None
-    number, trigger = db.session.execute(
-        select(Delivery.attempts_count, Delivery.next_trigger).where(Delivery.id == delivery_id)
-    ).one()
-    return Claim(delivery_id, token, number, trigger)
+    number, trigger, endpoint_id = row
+    return Claim(delivery_id, token, number, trigger, endpoint_id)
 
 
 @dataclass
@@ -83,10 +98,9 @@ def finish_attempt(claim: Claim, attempt_row: dict, outcome: Outcome) -> bool:
         "completed_at": now if outcome.status in DeliveryStatus.FINAL else None,
     }
     result = db.session.execute(
-        update(Delivery)
-        .where(Delivery.id == claim.delivery_id, Delivery.lease_token == claim.token)
+        update(deliveries)
+        .where(deliveries.c.id == claim.delivery_id, deliveries.c.lease_token == claim.token)
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         log.warning(
@@ -95,7 +109,7 @@ def finish_attempt(claim: Claim, attempt_row: dict, outcome: Outcome) -> bool:
             claim.attempt_number,
         )
         return False
-    db.session.execute(insert(Attempt), [attempt_row])
+    db.session.execute(insert(Attempt.__table__), [attempt_row])
     return True
 
 

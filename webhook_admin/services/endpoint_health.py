@@ -15,6 +15,21 @@ log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "system"
 
 
+def needs_health_write(
+    endpoint: Endpoint, started_at: datetime, status_code: int | None, succeeded: bool
+) -> bool:
+    """A success on a healthy endpoint whose last attempt was the same status less than a
+    second ago changes nothing worth a write (a hot row every attempt would lock)."""
+    if not succeeded or endpoint.consecutive_failures or endpoint.failing_since:
+        return True
+    last = endpoint.last_attempt_at
+    return (
+        last is None
+        or endpoint.last_attempt_status != status_code
+        or (started_at - last).total_seconds() >= 1.0
+    )
+
+
 def record_endpoint_result(
     endpoint_id: int,
     started_at: datetime,
