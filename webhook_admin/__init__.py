@@ -70,7 +70,10 @@ def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         # Several processes share the file: wait for locks instead of failing at once.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 40}
+    # No pool_pre_ping: it costs a round trip per checkout (three per delivery). A connection
+    # that died with a database restart fails one statement, which SQLAlchemy detects as a
+    # disconnect and answers by emptying the pool; ingest turns that one failure into a 503.
+    return {"pool_size": 10, "max_overflow": 40, "pool_recycle": 1800}
 
 
 @event.listens_for(Engine, "connect")
