@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 
 from webhook_admin import create_app
+from webhook_admin.delivery.fresh_dispatcher import FreshDispatcher
+from webhook_admin.delivery.heartbeat import Heartbeat, default_worker_name
 from webhook_admin.delivery.runner import DeliveryRunner, install_runner
 from webhook_admin.delivery.scheduler_thread import SchedulerThread
 from webhook_admin.delivery.sweeper import SweeperThread
@@ -23,8 +28,48 @@ from webhook_admin.queues import (
     MAINTENANCE_QUEUE,
     RETRY_QUEUE,
     get_queue,
+    make_redis,
     use_worker_redis,
 )
+
+REDIS_RETRY_SECONDS = 2.0
+
+
+class DeliveryWorker(SimpleWorker):
+    """RQ's SimpleWorker, noting stop signals: RQ also leaves its loop when Redis goes away
+    (and says "quitting"), and only a signal may end this process."""
+
+    stop_signalled = False
+
+    def request_stop(self, signum, frame):
+        DeliveryWorker.stop_signalled = True
+        super().request_stop(signum, frame)
+
+
+def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
+    """Run RQ's loop; after a Redis outage start it again, until SIGTERM/SIGINT (or burst)."""
+    log = logging.getLogger("worker")
+    pause = threading.Event()
+
+    def stop_waiting(signum, frame) -> None:
+        DeliveryWorker.stop_signalled = True
+        pause.set()
+
+    while True:
+        try:
+            DeliveryWorker(queues, connection=redis, name=name).work(
+                burst=burst, logging_level="WARNING"
+            )
+        except RedisError as exc:  # RQ's teardown talks to Redis too
+            log.warning("worker loop ended, Redis unavailable: %s", exc)
+        if burst or DeliveryWorker.stop_signalled:
+            return
+        # RQ's handlers talk to Redis; while it is away a signal just ends the wait.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop_waiting)
+        log.warning("worker loop restarting in %.0f s (Redis was unavailable)", REDIS_RETRY_SECONDS)
+        if pause.wait(REDIS_RETRY_SECONDS):
+            return
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,25 +95,46 @@ def main(argv: list[str] | None = None) -> int:
         if not args.burst and not args.no_sweeper:
             sweeper = SweeperThread(app, settings.sweep_interval)
             sweeper.start()
-        # Fresh deliveries first: RQ takes from the first non-empty queue in this order.
-        queues = [get_queue(n) for n in (FRESH_QUEUE, RETRY_QUEUE, MAINTENANCE_QUEUE)]
-        worker = SimpleWorker(queues, connection=redis, name=args.name)
+        # Fresh deliveries are drained in batches by the dispatcher (RQ's per-job bookkeeping
+        # costs more than a delivery); RQ's worker runs retries and maintenance jobs. In burst
+        # mode RQ's worker takes all three, so it returns only when everything is done.
+        dispatcher = None
+        rq_queue_names = [RETRY_QUEUE, MAINTENANCE_QUEUE]
+        if args.burst:
+            rq_queue_names.insert(0, FRESH_QUEUE)
+        else:
+            dispatcher = FreshDispatcher(runner, redis, FRESH_QUEUE, batch=min(threads, 100))
+            dispatcher.start()
+        queues = [get_queue(n) for n in rq_queue_names]
         logging.getLogger("worker").info(
             "worker starting pid=%s threads=%s queues=%s",
             os.getpid(),
             threads,
             ",".join(q.name for q in queues),
         )
-        scheduler = SchedulerThread([q.name for q in queues], redis)
+        scheduler = SchedulerThread([RETRY_QUEUE, MAINTENANCE_QUEUE], redis)
         scheduler.start()
+        # Presence for the System page and /metrics; its own connection, with timeouts.
+        heartbeat = Heartbeat(
+            make_redis(settings.redis_url),
+            args.name or default_worker_name(),
+            threads,
+            lambda: list(runner.in_flight.copy().values()),
+            settings.heartbeat_interval,
+        )
+        heartbeat.start()
         try:
-            worker.work(burst=args.burst, logging_level="WARNING")
+            work_until_stopped(queues, redis, args.name, args.burst)
         finally:
             # Warm shutdown (SIGTERM/SIGINT): finish and record what is in flight, then exit.
+            heartbeat.set_state("stopping")
+            if dispatcher is not None:
+                dispatcher.stop()
             scheduler.stop()
             if sweeper is not None:
                 sweeper.stop()
             runner.shutdown()
+            heartbeat.stop()
     return 0
 
 

@@ -91,6 +91,9 @@ class Settings:
     disable_after_hours: float = 120.0
     ca_bundle: str | None = None
     egress_proxy: str | None = None
+    # /metrics: a bearer token; when unset, loopback only in production (docs/operations.md).
+    metrics_token: str | None = None
+    heartbeat_interval: float = 5.0  # seconds between worker heartbeats (TTL is 3x)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -192,4 +195,6 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         disable_after_hours=optional("WEBHOOK_DISABLE_AFTER_HOURS", parse_positive_float, 120.0),
         ca_bundle=environ.get("WEBHOOK_CA_BUNDLE") or None,
         egress_proxy=environ.get("WEBHOOK_EGRESS_PROXY") or None,
+        metrics_token=environ.get("METRICS_TOKEN", "").strip() or None,
+        heartbeat_interval=optional("WEBHOOK_HEARTBEAT_INTERVAL", parse_positive_float, 5.0),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -158,3 +158,21 @@ def test_sweeper_resends_a_delivery_whose_queued_job_was_popped_and_lost(app, po
     assert sweep_once()["requeued"] == 0  # young: believed live
     redis.hset(f"rq:job:{job_id}", "enqueued_at", "2020-01-01T00:00:00.000000Z")
     assert sweep_once()["requeued"] == 1  # stale and not in its queue: sent again
+
+
+def test_sweeper_resends_a_delivery_whose_started_job_belongs_to_a_dead_worker(app, post_event):
+    from webhook_admin.delivery.sweeper import sweep_once
+
+    add_endpoint("http://127.0.0.1:9/hook")
+    post_event(event_id="evt_started")
+    redis = get_redis()
+    delivery = db.session.scalars(select(Delivery)).one()
+    delivery.next_attempt_at -= timedelta(seconds=30)
+    db.session.commit()
+    job_key = f"rq:job:delivery-{delivery.id}-0"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    redis.hset(job_key, mapping={"status": "started", "started_at": now})
+    assert sweep_once()["requeued"] == 0  # a job running now is believed
+    # A worker killed while its job waited for a free thread: "started" long ago.
+    redis.hset(job_key, "started_at", "2020-01-01T00:00:00.000000Z")
+    assert sweep_once()["requeued"] == 1

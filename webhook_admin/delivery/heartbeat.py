@@ -1,0 +1,130 @@
+"""Worker presence in Redis: each worker process writes who it is and what it is sending.
+
+A hash per process (`webhook-admin:worker:<name>`) with a TTL of three intervals, so a worker
+killed with SIGKILL disappears by itself; an index (sorted set by last beat) lets readers
+find them without scanning Redis. A clean exit removes both at once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+KEY_PREFIX = "webhook-admin:worker:"
+INDEX_KEY = "webhook-admin:workers"
+TTL_FACTOR = 3
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+class Heartbeat(threading.Thread):
+    """Beats every `interval` seconds until stopped; `in_flight` returns delivery ids."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        name: str,
+        threads: int,
+        in_flight: Callable[[], list[int]],
+        interval: float = 5.0,
+    ):
+        super().__init__(name="heartbeat", daemon=True)
+        self.redis = redis
+        self.worker_name = name
+        self.key = KEY_PREFIX + name
+        self.threads = threads
+        self.in_flight = in_flight
+        self.interval = interval
+        self.state = "running"
+        self.started_at = time.time()
+        self._stop_event = threading.Event()
+
+    def beat(self) -> None:
+        """Write the hash and refresh its TTL; a Redis outage is logged, not fatal."""
+        now = time.time()
+        ids = sorted(self.in_flight())
+        fields = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "state": self.state if self.state != "running" else ("busy" if ids else "idle"),
+            "threads": self.threads,
+            "in_flight": json.dumps(ids),
+            "started_at": f"{self.started_at:.3f}",
+            "last_seen": f"{now:.3f}",
+        }
+        ttl = max(int(self.interval * TTL_FACTOR), 1)
+        try:
+            with self.redis.pipeline() as pipe:
+                pipe.hset(self.key, mapping=fields)
+                pipe.expire(self.key, ttl)
+                pipe.zadd(INDEX_KEY, {self.worker_name: now})
+                # Forget index entries of workers that stopped beating long ago.
+                pipe.zremrangebyscore(INDEX_KEY, "-inf", now - 24 * 3600)
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("heartbeat skipped worker=%s, Redis unavailable: %s", self.worker_name, exc)
+
+    def run(self) -> None:
+        while True:
+            self.beat()
+            if self._stop_event.wait(self.interval):
+                return
+
+    def set_state(self, state: str) -> None:
+        """Say what the process is doing (e.g. "stopping") and tell Redis at once."""
+        self.state = state
+        self.beat()
+
+    def stop(self) -> None:
+        """Stop beating and remove this worker's presence (a clean exit)."""
+        self._stop_event.set()
+        self.join(5)
+        try:
+            with self.redis.pipeline() as pipe:
+                pipe.delete(self.key)
+                pipe.zrem(INDEX_KEY, self.worker_name)
+                pipe.execute()
+        except RedisError as exc:  # the TTL removes it anyway
+            log.warning("heartbeat not removed worker=%s: %s", self.worker_name, exc)
+
+
+def list_workers(redis: Redis) -> list[dict]:
+    """Live workers (their hash has not expired), oldest first."""
+    names = [n.decode() for n in redis.zrange(INDEX_KEY, 0, -1)]
+    if not names:
+        return []
+    with redis.pipeline() as pipe:
+        for name in names:
+            pipe.hgetall(KEY_PREFIX + name)
+        rows = pipe.execute()
+    workers, gone = [], []
+    for name, raw in zip(names, rows, strict=True):
+        if not raw:
+            gone.append(name)
+            continue
+        row = {k.decode(): v.decode() for k, v in raw.items()}
+        workers.append(
+            {
+                "name": name,
+                "host": row.get("host", ""),
+                "pid": int(row.get("pid", 0)),
+                "state": row.get("state", ""),
+                "threads": int(row.get("threads", 0)),
+                "in_flight": json.loads(row.get("in_flight", "[]")),
+                "started_at": float(row.get("started_at", 0)),
+                "last_seen": float(row.get("last_seen", 0)),
+            }
+        )
+    if gone:
+        redis.zrem(INDEX_KEY, *gone)
+    return sorted(workers, key=lambda w: w["started_at"])
