@@ -1,8 +1,8 @@
-"""Run delivery workers: `python worker.py [--threads N] [--burst]`.
+"""Run delivery workers: `python worker.py [--processes N] [--threads N] [--burst]`.
 
-One process runs an RQ SimpleWorker (no fork per job, no fork at all), RQ's scheduler in a
-thread, a pool of delivery threads and the sweeper. Run more processes, on any number of
-hosts, for more throughput."""
+By default one process per CPU core. Each runs an RQ SimpleWorker (no fork per job, no fork
+at all), RQ's scheduler in a thread, a dispatcher that drains the fresh queue in batches, a
+pool of delivery threads and the sweeper. Run it on any number of hosts for more throughput."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -46,6 +47,11 @@ class DeliveryWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
 
+def note_stop(signum, frame) -> None:
+    """Until RQ installs its own handlers, a stop signal is only noted (no abrupt exit)."""
+    DeliveryWorker.stop_signalled = True
+
+
 def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
     """Run RQ's loop; after a Redis outage start it again, until SIGTERM/SIGINT (or burst)."""
     log = logging.getLogger("worker")
@@ -55,7 +61,7 @@ def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
         DeliveryWorker.stop_signalled = True
         pause.set()
 
-    while True:
+    while not DeliveryWorker.stop_signalled:
         try:
             DeliveryWorker(queues, connection=redis, name=name).work(
                 burst=burst, logging_level="WARNING"
@@ -74,6 +80,12 @@ def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes (default WEBHOOK_WORKER_PROCESSES, else one per CPU core)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="delivery threads per process")
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--no-sweeper", action="store_true", help="leave sweeping to others")
@@ -81,12 +93,51 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def die_with_parent() -> None:
+    """In a child: get SIGTERM (a warm shutdown) if the supervising process dies."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def supervise(processes: int, args: argparse.Namespace, argv: list[str]) -> int:
+    """Run `processes` single-process workers (one Python process can use one core: the GIL)
+    and pass SIGTERM/SIGINT on; each finishes its attempts in flight before exiting."""
+    children = []
+    for index in range(processes):
+        child_argv = [*argv, "--processes", "1"]
+        if args.name:  # RQ worker names must be unique
+            child_argv += ["--name", f"{args.name}-{index + 1}"]
+        children.append(
+            subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), *child_argv],
+                preexec_fn=die_with_parent,
+            )
+        )
+
+    def forward(signum, frame) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    return max(child.wait() for child in children)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     configure_logging()
     app = create_app()
     settings = app.config["SETTINGS"]
+    processes = args.processes or settings.worker_processes or os.cpu_count() or 1
+    if processes > 1:
+        return supervise(processes, args, argv)
     threads = args.threads or settings.worker_threads
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, note_stop)
     with app.app_context():
         redis = use_worker_redis()
         runner = DeliveryRunner(app, threads)

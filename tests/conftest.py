@@ -60,6 +60,8 @@ def test_environ(database_url: str, redis_url: str, **overrides: str) -> dict[st
         "WEBHOOK_DELIVERY_TIMEOUT": "3",
         "WEBHOOK_SWEEP_INTERVAL": "0.5",
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        # One process per worker.py: tests signal and kill the worker they started.
+        "WEBHOOK_WORKER_PROCESSES": "1",
     }
     environ.update(overrides)
     return environ

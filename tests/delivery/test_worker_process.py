@@ -176,3 +176,18 @@ def test_sweeper_resends_a_delivery_whose_started_job_belongs_to_a_dead_worker(a
     # A worker killed while its job waited for a free thread: "started" long ago.
     redis.hset(job_key, "started_at", "2020-01-01T00:00:00.000000Z")
     assert sweep_once()["requeued"] == 1
+
+
+def test_worker_runs_several_processes_and_passes_sigterm_on(
+    app, post_event, receiver, start_worker
+):
+    add_endpoint(receiver.url)
+    supervisor = start_worker("--processes", "2", "--name", "pair")
+    wait_until(lambda: len(get_redis().smembers("rq:workers")) == 2, message=supervisor.output())
+    names = sorted(w.decode().rsplit(":", 1)[-1] for w in get_redis().smembers("rq:workers"))
+    assert names == ["pair-1", "pair-2"]
+    post_event(event_id="evt_pair")
+    receiver.wait_for(1)
+    supervisor.signal(signal.SIGTERM)
+    assert supervisor.wait(30) == 0, supervisor.output()
+    wait_until(lambda: not get_redis().smembers("rq:workers"))
