@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     app = create_app()
     settings = app.config["SETTINGS"]
-    processes = args.processes or settings.worker_processes or os.cpu_count() or 1
+    # SQLite has one writer per file: more processes only queue on its lock. PostgreSQL:
+    # one process per core (a Python process uses one core).
+    one_per_core = 1 if settings.database_url.startswith("sqlite") else os.cpu_count() or 1
+    processes = args.processes or settings.worker_processes or one_per_core
     if processes > 1:
         return supervise(processes, args, argv)
     threads = args.threads or settings.worker_threads

@@ -73,7 +73,10 @@ def _engine_options(url: str) -> dict:
     # No pool_pre_ping: it costs a round trip per checkout (three per delivery). A connection
     # that died with a database restart fails one statement, which SQLAlchemy detects as a
     # disconnect and answers by emptying the pool; ingest turns that one failure into a 503.
-    return {"pool_size": 10, "max_overflow": 40, "pool_recycle": 1800}
+    # At most 20 connections per process: a delivery thread holds one only for its short
+    # transactions (never while waiting on the network), so 64 threads share them well, and
+    # a host of worker processes stays far below PostgreSQL's max_connections (100 default).
+    return {"pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
 
 
 @event.listens_for(Engine, "connect")

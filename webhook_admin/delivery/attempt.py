@@ -23,6 +23,7 @@ from ..services.endpoint_health import (
     record_endpoint_result,
 )
 from ..services.endpoint_secrets import active_signing_secrets
+from ..write_lock import serialized_writes
 from .envelope import build_request
 from .retry_policy import RETRY_AFTER_STATUSES, next_delay, parse_retry_after
 
@@ -85,15 +86,24 @@ def load_delivery(delivery_id: int) -> Delivery:
 
 def claim_for_attempt(delivery_id: int, settings: Settings) -> Claim | None:
     """Claim (committed) if the delivery is waiting, due and its endpoint enabled."""
-    claim = claim_delivery(delivery_id, settings.lease_duration)
-    db.session.commit()
+    with serialized_writes():
+        claim = claim_delivery(delivery_id, settings.lease_duration)
+        db.session.commit()
     return claim
+
+
+def endpoint_of(delivery_id: int) -> int | None:
+    """The delivery's endpoint: a primary-key read, cheaper than a claim given back."""
+    endpoint_id = db.session.scalar(select(Delivery.endpoint_id).where(Delivery.id == delivery_id))
+    db.session.rollback()  # end the read; nothing stays open
+    return endpoint_id
 
 
 def give_back(claim: Claim) -> None:
     """Undo a claim that will not be attempted now (the endpoint is at its in-flight cap)."""
-    release_claim(claim)
-    db.session.commit()
+    with serialized_writes():
+        release_claim(claim)
+        db.session.commit()
 
 
 def run_claimed(claim: Claim, sender, settings: Settings) -> AttemptReport | None:
@@ -117,17 +127,18 @@ def run_claimed(claim: Claim, sender, settings: Settings) -> AttemptReport | Non
     result = sender.post(url, request.body, request.headers, timeout=timeout)
     outcome = decide(settings, claim, result, started_at)
     row = attempt_row(endpoint_id, url, claim, request, result, started_at)
-    if not finish_attempt(claim, row, outcome):
-        db.session.rollback()
-        return None
-    if write_health(result.status_code, result.succeeded):
-        record_endpoint_result(
-            endpoint_id, started_at, result.status_code, result.error_class, result.succeeded
-        )
-    if not result.succeeded:
-        disable_if_gone(endpoint_id, result.status_code)
-        auto_disable_if_failing_too_long(endpoint_id, settings.disable_after_hours)
-    db.session.commit()
+    with serialized_writes():
+        if not finish_attempt(claim, row, outcome):
+            db.session.rollback()
+            return None
+        if write_health(result.status_code, result.succeeded):
+            record_endpoint_result(
+                endpoint_id, started_at, result.status_code, result.error_class, result.succeeded
+            )
+        if not result.succeeded:
+            disable_if_gone(endpoint_id, result.status_code)
+            auto_disable_if_failing_too_long(endpoint_id, settings.disable_after_hours)
+        db.session.commit()
     log.info(
         "attempt delivery_id=%s event_id=%s endpoint_id=%s number=%s status=%s error=%s -> %s",
         delivery_id,

@@ -17,7 +17,7 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
-from .attempt import claim_for_attempt, give_back, run_claimed
+from .attempt import claim_for_attempt, endpoint_of, run_claimed
 from .endpoint_gate import EndpointGate
 from .http_sender import Sender
 
@@ -83,20 +83,18 @@ class DeliveryRunner:
             self.run_inline(next_id)
 
     def _attempt_within_endpoint_cap(self, delivery_id: int) -> int | None:
-        """Attempt unless the endpoint is at its cap (then the claim is given back and the
-        delivery parked); returns a parked delivery of the same endpoint to run next."""
-        claim = claim_for_attempt(delivery_id, self.settings)
-        if claim is None:
-            return None
-        if not self.gate.enter(claim.endpoint_id, delivery_id):
-            give_back(claim)
+        """Attempt unless the endpoint is at its cap (then the delivery is parked, unclaimed);
+        returns a parked delivery of the same endpoint to run next."""
+        endpoint_id = endpoint_of(delivery_id)
+        if endpoint_id is None or not self.gate.enter(endpoint_id, delivery_id):
             return None
         try:
-            report = run_claimed(claim, self.sender, self.settings)
+            claim = claim_for_attempt(delivery_id, self.settings)
+            report = run_claimed(claim, self.sender, self.settings) if claim else None
             if report and report.status == DeliveryStatus.RETRYING:
                 follow_up(delivery_id, report.attempt_number, report.retry_at)
         finally:
-            next_id = self.gate.leave(claim.endpoint_id)
+            next_id = self.gate.leave(endpoint_id)
         return next_id
 
     def shutdown(self) -> None:
