@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
+from tests.support.processes import WorkerProcess
 from tests.support.receiver import Receiver
 from tests.support.redis_server import RedisServer
 from webhook_admin import clock, create_app
@@ -21,6 +22,7 @@ from webhook_admin.delivery.runner import install_runner
 from webhook_admin.delivery.signing import sign
 from webhook_admin.extensions import db
 from webhook_admin.queues import get_redis
+from webhook_admin.services.endpoints import EndpointInput, create_endpoint
 
 INGEST_SECRET = "whsec_" + base64.b64encode(b"i" * 32).decode()
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -169,3 +171,31 @@ def live_server(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def start_worker(environ):
+    """Start `python worker.py` processes with the test settings; stopped after the test."""
+    started = []
+
+    def start(*args, **overrides):
+        worker = WorkerProcess(environ | overrides, *args).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def add_endpoint(app):
+    """Create an endpoint subscribed to `events`; its clear secret is on `.test_secret`."""
+
+    def add(url: str, events: tuple[str, ...] = ("transaction.approved",)):
+        endpoint, secret = create_endpoint(EndpointInput(url, list(events)), "test")
+        db.session.commit()
+        endpoint.test_secret = secret
+        return endpoint
+
+    return add

@@ -6,29 +6,14 @@ import signal
 import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 
-from tests.support.processes import WorkerProcess, wait_until
+from tests.support.processes import wait_until
 from tests.support.receiver import Reply
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery
 from webhook_admin.queues import get_redis
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
-
-
-@pytest.fixture
-def start_worker(environ):
-    started = []
-
-    def start(*args, **overrides):
-        worker = WorkerProcess(environ | overrides, *args).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def add_endpoint(url):

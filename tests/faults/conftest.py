@@ -7,34 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.support.processes import WorkerProcess
 from tests.support.receiver import Reply
-from webhook_admin.extensions import db
-from webhook_admin.services.endpoints import EndpointInput, create_endpoint
-
-
-@pytest.fixture
-def start_worker(environ):
-    started = []
-
-    def start(*args, **overrides):
-        worker = WorkerProcess(environ | overrides, *args).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture
-def add_endpoint(app):
-    def add(url: str, events: tuple[str, ...] = ("transaction.approved",)):
-        endpoint, _ = create_endpoint(EndpointInput(url, list(events)), "test")
-        db.session.commit()
-        return endpoint
-
-    return add
 
 
 @pytest.fixture

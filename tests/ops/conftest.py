@@ -4,39 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.processes import WorkerProcess
 from tests.views.conftest import (  # noqa: F401  (shared fixtures)
     admin,
     fresh_login_per_request,
     viewer,
 )
-from webhook_admin.extensions import db
-from webhook_admin.services.endpoints import EndpointInput, create_endpoint
-
-
-@pytest.fixture
-def start_worker(environ):
-    started = []
-
-    def start(*args, **overrides):
-        worker = WorkerProcess(environ | overrides, *args).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture
-def add_endpoint(app):
-    def add(url: str, events: tuple[str, ...] = ("transaction.approved",)):
-        endpoint, secret = create_endpoint(EndpointInput(url, list(events)), "test")
-        db.session.commit()
-        endpoint.test_secret = secret
-        return endpoint
-
-    return add
 
 
 @pytest.fixture
