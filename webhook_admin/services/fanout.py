@@ -47,9 +47,9 @@ def create_deliveries(
         }
         for endpoint_id in endpoint_ids
     ]
-    db.session.execute(insert(Delivery), rows)
-    return list(
-        db.session.scalars(
-            select(Delivery.id).where(Delivery.event_id == event_id).order_by(Delivery.id)
-        )
+    # One multi-row INSERT ... RETURNING (SQLAlchemy's insertmanyvalues): no read-back query.
+    inserted = db.session.execute(
+        insert(Delivery.__table__).returning(Delivery.__table__.c.id, sort_by_parameter_order=True),
+        rows,
     )
+    return [row.id for row in inserted]

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ..clock import utcnow
 from ..extensions import db
@@ -104,20 +104,23 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
         raise IngestError(f"event type {type_name!r} is archived and no longer accepted")
     now = utcnow()
     merchant_id = payload.get("merchant_id")
-    event = Event(
-        id=event_id,
-        type=type_name,
-        data=payload.get("data", {}),
-        merchant_id=merchant_id,
-        occurred_at=parse_occurred_at(payload.get("occurred_at")) or now,
-        received_at=now,
-        body_sha256=digest,
-        source=source,
+    occurred_at = parse_occurred_at(payload.get("occurred_at")) or now
+    endpoint_ids = matching_endpoint_ids(event_type, merchant_id)
+    # Core INSERTs: the hot path of ingest needs no ORM unit of work.
+    db.session.execute(
+        insert(Event.__table__).values(
+            id=event_id,
+            type=type_name,
+            data=payload.get("data", {}),
+            merchant_id=merchant_id,
+            occurred_at=occurred_at,
+            received_at=now,
+            body_sha256=digest,
+            source=source,
+            delivery_count=len(endpoint_ids),
+        )
     )
-    db.session.add(event)
-    db.session.flush()
-    delivery_ids = create_deliveries(event_id, matching_endpoint_ids(event_type, merchant_id))
-    event.delivery_count = len(delivery_ids)
+    delivery_ids = create_deliveries(event_id, endpoint_ids)
     log.info(
         "event accepted event_id=%s type=%s deliveries=%d", event_id, type_name, len(delivery_ids)
     )

@@ -1,0 +1,1 @@
+"""Benchmarks for webhook-admin (not tests): `python -m bench.run [--quick]`."""

@@ -1,0 +1,170 @@
+"""`python -m bench.run [--quick] [--only 1,2,...]`: run the scenarios, print a table, write
+docs/benchmarks.md and docs/benchmarks.svg. BENCH_QUICK=1 is the same as --quick.
+PostgreSQL: BENCH_PG_URL (default postgresql://postgres@127.0.0.1:5432/test) is only used to
+create and drop the database `bench`; everything runs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import report, scenarios
+from .load import Database
+from .procs import ROOT, Gunicorn, app_environ, migrate_and_seed, stop_all
+
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class Runner:
+    def __init__(self, env: scenarios.Env):
+        self.env = env
+        self.raw: dict[str, list[dict]] = {}
+        self.errors: dict[str, str] = {}
+
+    def repeat(self, key: str, fn, *args, runs: int | None = None) -> None:
+        runs = runs or self.env.plan.runs
+        for i in range(runs):
+            t0 = time.monotonic()
+            try:
+                value = fn(self.env, *args)
+            except Exception as exc:  # one broken scenario must not hide the others
+                self.errors[key] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                return
+            self.raw.setdefault(key, []).append(value)
+            shown = {k: round(v, 2) for k, v in value.items() if isinstance(v, int | float)}
+            print(f"  {key} run {i + 1}/{runs} ({time.monotonic() - t0:.1f}s): {shown}", flush=True)
+
+
+def run_sqlite_ingest(runner: Runner) -> None:
+    env = runner.env
+    path = ROOT / "var" / "bench" / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    environ = app_environ(f"sqlite:///{path}", env.redis.url(0))
+    migrate_and_seed(environ)
+    db = Database(environ)
+    web = Gunicorn(environ, name="gunicorn-sqlite")
+    try:
+        runner.repeat("s5_sqlite", lambda e: scenarios.s5_ingest(e, db, web))
+    finally:
+        web.stop()
+        db.close()
+
+
+def run_fanout(runner: Runner) -> None:
+    env = runner.env
+    scenarios.s6_prepare(env)
+    workers = env.start_workers()
+    try:
+        runner.repeat("s6", lambda e: scenarios.s6_fanout(e, workers))
+    finally:
+        stop_all(workers)
+
+
+def rewrite_docs(path: Path) -> int:
+    """Docs from a saved results file (e.g. after editing bench/findings.md)."""
+    saved = json.loads(path.read_text())
+    plan = scenarios.Plan(
+        **{**saved["plan"], "s7_checkpoints": tuple(saved["plan"]["s7_checkpoints"])}
+    )
+    rows = report.build_rows(saved["raw"], plan)
+    print(report.table(rows))
+    report.write_docs(rows, saved["raw"], saved["errors"], plan, saved["machine"], saved["elapsed"])
+    print("wrote docs/benchmarks.md and docs/benchmarks.svg")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1"
+    )
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="scenario numbers, e.g. 1,4")
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker in scenario 1")
+    parser.add_argument("--report", metavar="JSON", help="rewrite docs/ from a saved results file")
+    parser.add_argument("--no-docs", action="store_true", help="print only, do not write docs/")
+    args = parser.parse_args(argv)
+    only = {int(x) for x in args.only.split(",") if x.strip()}
+    if args.report:
+        return rewrite_docs(Path(args.report))
+    plan = scenarios.Plan.make(args.quick)
+    started = time.time()
+    print(f"bench: {'quick' if plan.quick else 'full'} mode, {plan.runs} run(s) each", flush=True)
+    load_before = os.getloadavg()[0]
+    env = scenarios.make_env(plan, PG_ADMIN_URL)
+    env.profile = args.profile
+    runner = Runner(env)
+    cores = scenarios.CORES
+    try:
+        if 1 in only:
+            print("1. fast receiver, deliveries queued first", flush=True)
+            runner.repeat("s1_ours", scenarios.s1_ours)
+            runner.repeat("s1_loop", scenarios.s1_requests_loop)
+            runner.repeat("s1_celery_prefork", scenarios.s1_celery, "prefork", cores)
+            runner.repeat("s1_celery_gevent", scenarios.s1_celery, "gevent", 100)
+            runner.repeat("s1_rq_simple", scenarios.s1_rq_simple)
+        if 2 in only:
+            print("2. 200 ms receivers, 100 endpoints", flush=True)
+            runner.repeat("s2_ours", scenarios.s23_ours, 0)
+            runner.repeat("s2_celery_gevent", scenarios.s2_celery_gevent)
+            runner.repeat("s2_ours_128_threads", scenarios.s23_ours, 0, 128, runs=1)
+        if 3 in only:
+            print("3. scenario 2 plus black-hole endpoints", flush=True)
+            runner.repeat("s3_ours", scenarios.s23_ours, plan.s3_blackholes)
+        if 4 in only:
+            print("4. steady 50 events/s, latency", flush=True)
+            runner.repeat("s4", scenarios.s4_latency)
+        if 5 in only:
+            print("5. ingest, fan-out to 3 endpoints", flush=True)
+            runner.repeat("s5_postgres", lambda e: scenarios.s5_ingest(e, e.db, e.web))
+            run_sqlite_ingest(runner)
+        if 6 in only:
+            print("6. one event to 1,000 endpoints", flush=True)
+            run_fanout(runner)
+        if 7 in only:
+            print("7. worker memory", flush=True)
+            runner.repeat("s7", scenarios.s7_memory, runs=1)
+    finally:
+        machine = report.machine_info(env)
+        machine["load"] = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+        machine["finished"] = time.time()
+        env.web.stop()
+        env.db.close()
+        env.redis.stop()
+        env.receivers.stop()
+    elapsed = time.time() - started
+    out = ROOT / "var" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    raw_path = out / f"results-{'quick' if plan.quick else 'full'}.json"
+    raw_path.write_text(
+        json.dumps(
+            {
+                "plan": plan.__dict__,
+                "raw": runner.raw,
+                "errors": runner.errors,
+                "machine": machine,
+                "elapsed": elapsed,
+            },
+            indent=1,
+        )
+    )
+    rows = report.build_rows(runner.raw, plan)
+    print()
+    print(report.table(rows))
+    for key, message in runner.errors.items():
+        print(f"ERROR {key}: {message}")
+    print(f"\nbench took {elapsed / 60:.1f} min; raw results in {raw_path.relative_to(ROOT)}")
+    if not args.no_docs:
+        report.write_docs(rows, runner.raw, runner.errors, plan, machine, elapsed)
+        print("wrote docs/benchmarks.md and docs/benchmarks.svg")
+    return 1 if runner.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
