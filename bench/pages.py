@@ -14,13 +14,14 @@ import base64
 import os
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import timedelta
 
 from cryptography.fernet import Fernet
 from sqlalchemy import insert, select, text
+
+from tests.support.redis_server import RedisServer
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_DB = "webhook_admin_bench_pages"
@@ -214,24 +215,9 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="bench-pages-")
-    redis = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            "6391",
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
-    redis_url = "redis://127.0.0.1:6391/0"
+    redis = RedisServer(workdir)
+    redis.start()
+    redis_url = redis.url
     try:
         targets = []
         if args.db in ("sqlite", "both"):
@@ -244,7 +230,7 @@ def main() -> None:
                 verdict = "ok" if p95 < 150 else "OVER 150 ms"
                 print(f"  {page:<42} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   {verdict}")
     finally:
-        redis.terminate()
+        redis.stop()
 
 
 if __name__ == "__main__":

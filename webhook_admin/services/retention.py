@@ -52,21 +52,24 @@ def purge_orphan_events(retention_days: int, batch: int = 500) -> int:
     return len(ids)
 
 
+def _in_batches(purge, retention_days: int, batch: int, max_batches: int) -> int:
+    """Call `purge` until a batch comes back short; commit after each. Returns the total."""
+    total = 0
+    for _ in range(max_batches):
+        count = purge(retention_days, batch)
+        db.session.commit()
+        total += count
+        if count < batch:
+            break
+    return total
+
+
 def purge_expired(retention_days: int, batch: int = 500, max_batches: int = 200) -> dict:
-    """Run batches until nothing is left (or max_batches); commits after each batch."""
-    deleted = {"deliveries": 0, "events": 0}
-    for _ in range(max_batches):
-        count = purge_batch(retention_days, batch)
-        db.session.commit()
-        deleted["deliveries"] += count
-        if count < batch:
-            break
-    for _ in range(max_batches):
-        count = purge_orphan_events(retention_days, batch)
-        db.session.commit()
-        deleted["events"] += count
-        if count < batch:
-            break
+    """Old finished deliveries first, then the events they leave without deliveries."""
+    deleted = {
+        "deliveries": _in_batches(purge_batch, retention_days, batch, max_batches),
+        "events": _in_batches(purge_orphan_events, retention_days, batch, max_batches),
+    }
     if any(deleted.values()):
         log.info(
             "retention purge deliveries=%d events=%d", deleted["deliveries"], deleted["events"]
