@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -26,6 +28,31 @@ from webhook_admin.services.endpoints import EndpointInput, create_endpoint
 
 INGEST_SECRET = "whsec_" + base64.b64encode(b"i" * 32).decode()
 ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture(autouse=True)
+def only_loopback_connections(monkeypatch):
+    """Fail loudly (and connect nowhere) if code under test dials a non-loopback address,
+    and keep the system resolver from ever sending a DNS query (numeric hosts only).
+    Tests send traffic to 127.0.0.0/8 and ::1 only; names are resolved by stub resolvers."""
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def numeric_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        if host == "localhost":
+            host = "127.0.0.1"
+        flags |= socket.AI_NUMERICHOST
+        return real_getaddrinfo(host, port, family, type, proto, flags)
+
+    def guarded(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = str(address[0]).split("%")[0]
+            if not ipaddress.ip_address(host).is_loopback:
+                raise AssertionError(f"test tried to connect to {host}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "getaddrinfo", numeric_getaddrinfo)
 
 
 @pytest.fixture(scope="session")

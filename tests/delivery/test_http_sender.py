@@ -28,27 +28,6 @@ SECRET = "tok-3f9a-very-secret"
 # --- safety net and helpers -------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def only_loopback_connections(monkeypatch):
-    """Fail loudly (and connect nowhere) if code under test dials a non-loopback address,
-    and keep the system resolver from ever sending a DNS query (numeric hosts only)."""
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def numeric_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
-        flags |= socket.AI_NUMERICHOST
-        return real_getaddrinfo(host, port, family, type, proto, flags)
-
-    def guarded(sock, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if not ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
-            raise AssertionError(f"test tried to connect to {host}")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket, "getaddrinfo", numeric_getaddrinfo)
-
-
 def stub_dns(*answers: list[str] | Exception) -> Callable:
     """A getaddrinfo stand-in: the n-th call gets answers[n] (the last one repeats)."""
 
