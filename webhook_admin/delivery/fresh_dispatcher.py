@@ -58,9 +58,14 @@ class FreshDispatcher(threading.Thread):
             for job_id in job_ids:
                 delivery_id = delivery_id_of(job_id)
                 if delivery_id is None:
-                    log.error("unexpected job on the fresh queue job_id=%s, left to RQ", job_id)
+                    log.error("unexpected job on the fresh queue job_id=%s, dropped", job_id)
                     continue
-                self.runner.submit(delivery_id)
+                try:
+                    self.runner.submit(delivery_id)
+                except RuntimeError:
+                    # The runner shut down under us (warm shutdown): what was popped and not
+                    # submitted is still due in the database; the sweeper sends it.
+                    return
 
     def _take_batch(self) -> list[str]:
         raw = self.redis.lpop(self.queue_key, self.batch)
