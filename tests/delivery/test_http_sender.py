@@ -141,12 +141,6 @@ def hook_url(port: int, host: str = "hooks.test", scheme: str = "http") -> str:
 
 
 @pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture
 def canary():
     """A receiver that nothing may reach; tests assert it saw zero connections."""
     with Receiver() as running:

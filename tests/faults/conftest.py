@@ -14,7 +14,9 @@ from tests.support.receiver import Reply
 def redis_outage(redis_server):
     """Stop the test Redis; `back()` starts it again empty (also done at teardown)."""
     if redis_server.stop is None:
-        pytest.skip("needs the private redis-server (REDIS_URL points elsewhere)")
+        pytest.fail(
+            "this fault test stops and restarts Redis: it needs redis-server installed, not REDIS_URL"
+        )
 
     class Outage:
         def __enter__(self):
