@@ -163,7 +163,7 @@ def profile(pid: int, name: str) -> Child:
         "-f",
         "raw",
     ]
-    return Child(f"py-spy-{name}", [*argv, "--threads"])
+    return Child(f"py-spy-{name}", [*argv, "--threads", "--gil"])
 
 
 def s1_requests_loop(env: Env) -> dict:

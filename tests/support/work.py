@@ -9,10 +9,16 @@ from webhook_admin.delivery.runner import DeliveryRunner, install_runner
 from webhook_admin.queues import FRESH_QUEUE, RETRY_QUEUE, get_queue, get_redis
 
 
-def run_queued_jobs(app: Flask, rounds: int = 10, max_jobs: int | None = None) -> None:
+def run_queued_jobs(
+    app: Flask,
+    rounds: int = 10,
+    max_jobs: int | None = None,
+    runner: DeliveryRunner | None = None,
+) -> None:
     """Work the queues until empty (or `max_jobs` jobs); retries that are due at once are
-    queued again by the attempt itself, so a few rounds drain a whole retry schedule of zeros."""
-    install_runner(DeliveryRunner(app, threads=1))
+    queued again by the attempt itself, so a few rounds drain a whole retry schedule of zeros.
+    A new runner each call unless one is given (to keep its caches across calls)."""
+    install_runner(runner or DeliveryRunner(app, threads=1))
     queues = [get_queue(FRESH_QUEUE), get_queue(RETRY_QUEUE)]
     for _ in range(rounds):
         if not any(q.count for q in queues):

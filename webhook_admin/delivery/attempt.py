@@ -6,26 +6,24 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
-from ..models import Delivery, DeliveryStatus, ErrorClass, Event
-from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_attempt, release_claim
+from ..models import Delivery, DeliveryStatus, ErrorClass
+from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_attempt
 from ..services.endpoint_health import (
     auto_disable_if_failing_too_long,
     disable_if_gone,
     needs_health_write,
     record_endpoint_result,
 )
-from ..services.endpoint_secrets import active_signing_secrets
 from ..write_lock import serialized_writes
 from .envelope import build_request
 from .retry_policy import RETRY_AFTER_STATUSES, next_delay, parse_retry_after
+from .send_cache import EndpointCache, EndpointSnapshot, EnvelopeCache
 
 log = logging.getLogger(__name__)
 STORED_BODY_LIMIT = 64 * 1024
@@ -76,53 +74,61 @@ def attempt_row(endpoint_id: int, url: str, claim: Claim, request, result, start
     }
 
 
-def load_delivery(delivery_id: int) -> Delivery:
-    return db.session.execute(
-        select(Delivery)
-        .options(joinedload(Delivery.event), joinedload(Delivery.endpoint))
-        .where(Delivery.id == delivery_id)
-    ).scalar_one()
+@dataclass(frozen=True)
+class ClaimedWork:
+    """A claimed delivery with what sending it needs, read in the claim's transaction."""
+
+    claim: Claim
+    endpoint: EndpointSnapshot
+    body: bytes
 
 
-def claim_for_attempt(delivery_id: int, settings: Settings) -> Claim | None:
-    """Claim (committed) if the delivery is waiting, due and its endpoint enabled."""
+def claim_for_attempt(
+    delivery_id: int, settings: Settings, endpoints: EndpointCache, envelopes: EnvelopeCache
+) -> ClaimedWork | None:
+    """Claim (committed) if the delivery is waiting, due and its endpoint enabled, with the
+    endpoint and the event body as of the claim: one transaction, one commit."""
     with serialized_writes():
         claim = claim_delivery(delivery_id, settings.lease_duration)
+        if claim is None:
+            db.session.commit()
+            return None
+        work = ClaimedWork(
+            claim,
+            endpoints.get(claim.endpoint_id, claim.endpoint_version),
+            envelopes.get(claim.event_id),
+        )
         db.session.commit()
-    return claim
+    return work
 
 
 def endpoint_of(delivery_id: int) -> int | None:
-    """The delivery's endpoint: a primary-key read, cheaper than a claim given back. Its
-    transaction stays open for the claim that follows (one BEGIN, one COMMIT)."""
+    """The delivery's endpoint: a primary-key read, cheaper than a claim given back."""
     return db.session.scalar(select(Delivery.endpoint_id).where(Delivery.id == delivery_id))
 
 
-def give_back(claim: Claim) -> None:
-    """Undo a claim that will not be attempted now (the endpoint is at its in-flight cap)."""
-    with serialized_writes():
-        release_claim(claim)
-        db.session.commit()
+def endpoints_of(delivery_ids: list[int]) -> dict[int, int]:
+    """delivery id -> endpoint id for a batch, in one query (the fresh dispatcher's batch)."""
+    rows = db.session.execute(
+        select(Delivery.id, Delivery.endpoint_id).where(Delivery.id.in_(delivery_ids))
+    )
+    return {delivery_id: endpoint_id for delivery_id, endpoint_id in rows}
 
 
-def run_claimed(claim: Claim, sender, settings: Settings) -> AttemptReport | None:
-    """Send a claimed delivery and record the attempt and its outcome."""
-    delivery_id = claim.delivery_id
-    delivery = load_delivery(delivery_id)
-    endpoint = delivery.endpoint
-    if not endpoint.enabled or endpoint.deleted_at is not None:
-        give_back(claim)
-        return None
-    event: Event = delivery.event
-    event_id, endpoint_id, url = event.id, endpoint.id, endpoint.url
+def run_claimed(work: ClaimedWork, sender, settings: Settings) -> AttemptReport | None:
+    """Send a claimed delivery and record the attempt and its outcome. No transaction is
+    open while we wait on the network."""
+    claim, endpoint = work.claim, work.endpoint
+    endpoint_id, url = endpoint.id, endpoint.url
     timeout = endpoint.timeout_seconds or settings.delivery_timeout
     request = build_request(
-        event, active_signing_secrets(endpoint), endpoint.custom_headers, int(time.time())
+        claim.event_id,
+        work.body,
+        endpoint.signing_secrets(),
+        endpoint.custom_headers,
+        int(time.time()),
     )
     started_at = utcnow()
-    write_health = partial(needs_health_write, endpoint, started_at)
-    # End the read transaction: nothing is held open while we wait on the network.
-    db.session.commit()
     result = sender.post(url, request.body, request.headers, timeout=timeout)
     outcome = decide(settings, claim, result, started_at)
     row = attempt_row(endpoint_id, url, claim, request, result, started_at)
@@ -130,7 +136,7 @@ def run_claimed(claim: Claim, sender, settings: Settings) -> AttemptReport | Non
         if not finish_attempt(claim, row, outcome):
             db.session.rollback()
             return None
-        if write_health(result.status_code, result.succeeded):
+        if needs_health_write(endpoint, started_at, result.status_code, result.succeeded):
             record_endpoint_result(
                 endpoint_id, started_at, result.status_code, result.error_class, result.succeeded
             )
@@ -140,12 +146,14 @@ def run_claimed(claim: Claim, sender, settings: Settings) -> AttemptReport | Non
         db.session.commit()
     log.info(
         "attempt delivery_id=%s event_id=%s endpoint_id=%s number=%s status=%s error=%s -> %s",
-        delivery_id,
-        event_id,
+        claim.delivery_id,
+        claim.event_id,
         endpoint_id,
         claim.attempt_number,
         result.status_code,
         result.error_class,
         outcome.status,
     )
-    return AttemptReport(delivery_id, claim.attempt_number, outcome.status, outcome.next_attempt_at)
+    return AttemptReport(
+        claim.delivery_id, claim.attempt_number, outcome.status, outcome.next_attempt_at
+    )

@@ -34,7 +34,8 @@ class OutboundRequest:
 
 
 def envelope_bytes(event: Event) -> bytes:
-    """`{id, type, timestamp, data}`; the exact bytes we sign are the bytes we send."""
+    """`{id, type, timestamp, data}` of an Event (or a row with those columns); the exact
+    bytes we sign are the bytes we send."""
     envelope = {
         "id": event.id,
         "type": event.type,
@@ -45,18 +46,22 @@ def envelope_bytes(event: Event) -> bytes:
 
 
 def build_request(
-    event: Event, signing_secrets: list[str], custom_headers: dict[str, str], timestamp: int
+    event_id: str,
+    body: bytes,
+    signing_secrets: list[str],
+    custom_headers: dict[str, str],
+    timestamp: int,
 ) -> OutboundRequest:
-    body = envelope_bytes(event)
+    """Sign `body` (the event's envelope bytes) for this attempt."""
     headers = {name: str(value) for name, value in (custom_headers or {}).items()}
     # Ours last, so a custom header can never override the signature or the id.
     headers.update(
         {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            "webhook-id": event.id,
+            "webhook-id": event_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_with_secrets(signing_secrets, event.id, timestamp, body),
+            "webhook-signature": sign_with_secrets(signing_secrets, event_id, timestamp, body),
         }
     )
     return OutboundRequest(body, headers)

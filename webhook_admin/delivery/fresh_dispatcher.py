@@ -19,7 +19,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..extensions import db
+from .attempt import endpoints_of
 from .runner import DeliveryRunner
 
 log = logging.getLogger(__name__)
@@ -55,17 +58,43 @@ class FreshDispatcher(threading.Thread):
                 log.warning("fresh queue unavailable, retrying: %s", exc)
                 self._stop_event.wait(2)
                 continue
+            delivery_ids = []
             for job_id in job_ids:
                 delivery_id = delivery_id_of(job_id)
                 if delivery_id is None:
                     log.error("unexpected job on the fresh queue job_id=%s, dropped", job_id)
-                    continue
+                else:
+                    delivery_ids.append(delivery_id)
+            if not delivery_ids:
+                continue
+            # One read for the whole batch instead of one per delivery thread.
+            try:
+                endpoint_ids = self._endpoints_of(delivery_ids)
+            except SQLAlchemyError as exc:
+                # Popped ids stay due in the database; the sweeper queues them again.
+                log.warning(
+                    "database unavailable, %d deliveries left to the sweeper: %s",
+                    len(delivery_ids),
+                    exc,
+                )
+                self._stop_event.wait(2)
+                continue
+            for delivery_id in delivery_ids:
+                if delivery_id not in endpoint_ids:
+                    continue  # gone (retention or a reset database): nothing to send
                 try:
-                    self.runner.submit(delivery_id)
+                    self.runner.submit(delivery_id, endpoint_ids[delivery_id])
                 except RuntimeError:
                     # The runner shut down under us (warm shutdown): what was popped and not
                     # submitted is still due in the database; the sweeper sends it.
                     return
+
+    def _endpoints_of(self, delivery_ids: list[int]) -> dict[int, int]:
+        with self.runner.app.app_context():
+            try:
+                return endpoints_of(delivery_ids)
+            finally:
+                db.session.remove()
 
     def _take_batch(self) -> list[str]:
         raw = self.redis.lpop(self.queue_key, self.batch)

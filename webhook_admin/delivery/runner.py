@@ -20,6 +20,7 @@ from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
 from .attempt import claim_for_attempt, endpoint_of, run_claimed
 from .endpoint_gate import EndpointGate
 from .http_sender import Sender
+from .send_cache import EndpointCache, EnvelopeCache
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,17 @@ class DeliveryRunner:
         )
         self.concurrent = threads > 1
         self.gate = EndpointGate(self.settings.per_endpoint_concurrency)
+        self.endpoints = EndpointCache(app.extensions["secret_box"])
+        self.envelopes = EnvelopeCache()
         # thread name -> delivery id, for the System page and shutdown logs.
         self.in_flight: dict[str, int] = {}
 
-    def submit(self, delivery_id: int) -> None:
-        """Hand a delivery to a free thread; blocks while all threads are busy (backpressure)."""
+    def submit(self, delivery_id: int, endpoint_id: int | None = None) -> None:
+        """Hand a delivery to a free thread; blocks while all threads are busy (backpressure).
+        The caller passes the endpoint id when it knows it (saves a read)."""
         self._slots.acquire()
         try:
-            self._executor.submit(self._run, delivery_id)
+            self._executor.submit(self._run, delivery_id, endpoint_id)
         except RuntimeError:  # shutting down: the sweeper will pick it up again
             self._slots.release()
             raise
@@ -62,21 +66,24 @@ class DeliveryRunner:
     def _enter_app_context(self) -> None:
         self.app.app_context().push()
 
-    def run_inline(self, delivery_id: int) -> None:
+    def run_inline(self, delivery_id: int, endpoint_id: int | None = None) -> None:
         """Attempt in the calling thread, in a context of its own (the caller's session and
         its objects are left alone)."""
         with self.app.app_context():
             try:
-                self._run(delivery_id, release=False)
+                self._run(delivery_id, endpoint_id, release=False)
             finally:
                 db.session.remove()
 
-    def _run(self, delivery_id: int, release: bool = True) -> None:
+    def _run(self, delivery_id: int, endpoint_id: int | None, release: bool = True) -> None:
         thread = threading.current_thread().name
         self.in_flight[thread] = delivery_id
         next_id = None
         try:
-            next_id = self._attempt_within_endpoint_cap(delivery_id)
+            if endpoint_id is None:
+                endpoint_id = endpoint_of(delivery_id)
+            if endpoint_id is not None:
+                next_id = self._attempt_within_endpoint_cap(delivery_id, endpoint_id)
         except Exception:
             # Not swallowed: the claim's lease expires and the sweeper records the attempt
             # as interrupted and sends it again. Log it for the operator.
@@ -88,20 +95,19 @@ class DeliveryRunner:
             if release:
                 self._slots.release()
         if next_id is not None and release:
-            self.submit(next_id)
+            self.submit(next_id, endpoint_id)
         elif next_id is not None:
-            self.run_inline(next_id)
+            self.run_inline(next_id, endpoint_id)
 
-    def _attempt_within_endpoint_cap(self, delivery_id: int) -> int | None:
+    def _attempt_within_endpoint_cap(self, delivery_id: int, endpoint_id: int) -> int | None:
         """Attempt unless the endpoint is at its cap (then the delivery is parked, unclaimed);
         returns a parked delivery of the same endpoint to run next."""
-        endpoint_id = endpoint_of(delivery_id)
-        if endpoint_id is None or not self.gate.enter(endpoint_id, delivery_id):
+        if not self.gate.enter(endpoint_id, delivery_id):
             db.session.rollback()
             return None
         try:
-            claim = claim_for_attempt(delivery_id, self.settings)
-            report = run_claimed(claim, self.sender, self.settings) if claim else None
+            work = claim_for_attempt(delivery_id, self.settings, self.endpoints, self.envelopes)
+            report = run_claimed(work, self.sender, self.settings) if work else None
             if report and report.status == DeliveryStatus.RETRYING:
                 follow_up(delivery_id, report.attempt_number, report.retry_at)
         finally:

@@ -26,6 +26,8 @@ class Claim:
     attempt_number: int
     trigger: str
     endpoint_id: int
+    event_id: str
+    endpoint_version: datetime  # the endpoint's updated_at, read by the claim itself
 
 
 def live_endpoint_ids():
@@ -33,8 +35,16 @@ def live_endpoint_ids():
 
 
 deliveries = Delivery.__table__
+endpoints = Endpoint.__table__
 # The claim, built once as a Core statement (the hot path: no ORM bulk-update machinery).
-# RETURNING hands back what the attempt needs without a second round trip.
+# RETURNING hands back what the attempt needs without a second round trip, including the
+# endpoint's updated_at, so the worker knows whether its cached copy of the endpoint is
+# current as of the claim.
+ENDPOINT_VERSION = (
+    select(endpoints.c.updated_at)
+    .where(endpoints.c.id == deliveries.c.endpoint_id)
+    .scalar_subquery()
+)
 CLAIM = (
     update(deliveries)
     .where(
@@ -51,7 +61,13 @@ CLAIM = (
         lease_expires_at=bindparam("lease_expires_at"),
         attempts_count=deliveries.c.attempts_count + 1,
     )
-    .returning(deliveries.c.attempts_count, deliveries.c.next_trigger, deliveries.c.endpoint_id)
+    .returning(
+        deliveries.c.attempts_count,
+        deliveries.c.next_trigger,
+        deliveries.c.endpoint_id,
+        deliveries.c.event_id,
+        ENDPOINT_VERSION,
+    )
 )
 
 
@@ -70,8 +86,8 @@ def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
     ).first()
     if row is None:
         return None
-    number, trigger, endpoint_id = row
-    return Claim(delivery_id, token, number, trigger, endpoint_id)
+    number, trigger, endpoint_id, event_id, endpoint_version = row
+    return Claim(delivery_id, token, number, trigger, endpoint_id, event_id, endpoint_version)
 
 
 @dataclass
@@ -111,21 +127,6 @@ def finish_attempt(claim: Claim, attempt_row: dict, outcome: Outcome) -> bool:
         return False
     db.session.execute(insert(Attempt.__table__), [attempt_row])
     return True
-
-
-def release_claim(claim: Claim) -> None:
-    """Give a claimed delivery back untouched (its endpoint was disabled meanwhile)."""
-    db.session.execute(
-        update(Delivery)
-        .where(Delivery.id == claim.delivery_id, Delivery.lease_token == claim.token)
-        .values(
-            status=DeliveryStatus.RETRYING if claim.attempt_number > 1 else DeliveryStatus.PENDING,
-            attempts_count=Delivery.attempts_count - 1,
-            lease_token=None,
-            lease_expires_at=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
 
 
 def recover_expired_leases(limit: int = 500) -> list[tuple[int, int]]:

@@ -16,9 +16,9 @@ SYSTEM_ACTOR = "system"
 
 
 def needs_health_write(
-    endpoint: Endpoint, started_at: datetime, status_code: int | None, succeeded: bool
+    endpoint, started_at: datetime, status_code: int | None, succeeded: bool
 ) -> bool:
-    """A success on a healthy endpoint whose last attempt was the same status less than a
+    """`endpoint`: an Endpoint or a snapshot with its health fields. A success on a healthy endpoint whose last attempt was the same status less than a
     second ago changes nothing worth a write (a hot row every attempt would lock)."""
     if not succeeded or endpoint.consecutive_failures or endpoint.failing_since:
         return True

@@ -33,16 +33,3 @@ def rotate_secret(endpoint: Endpoint) -> str:
 
 def reveal_secret(endpoint: Endpoint) -> str:
     return secret_box().decrypt(endpoint.secret_encrypted)
-
-
-def active_signing_secrets(endpoint: Endpoint) -> list[str]:
-    """The secrets that sign a request now: current first, then the previous while it lasts."""
-    box = secret_box()
-    secrets = [box.decrypt(endpoint.secret_encrypted)]
-    if (
-        endpoint.previous_secret_encrypted
-        and endpoint.previous_secret_expires_at
-        and endpoint.previous_secret_expires_at > utcnow()
-    ):
-        secrets.append(box.decrypt(endpoint.previous_secret_encrypted))
-    return secrets
