@@ -4,29 +4,41 @@ RQ's worker loop spends 6-8 Redis round trips of bookkeeping on every job (statu
 and finished registries, cleanup), which capped one process at ~180 deliveries/s here, below
 what one process can send. Fresh delivery jobs carry nothing but a delivery id, encoded in
 their job id (`delivery-<id>-<attempts>`), so this thread pops up to a batch of job ids at
-once, deletes their hashes in one pipeline and hands the ids to the runner. Retries and
-maintenance jobs still go through RQ's worker and scheduler.
+once and hands the ids to the runner. Retries and maintenance jobs still go through RQ's
+worker and scheduler.
+
+A popped job's hash is marked `started` (with the time) and left to expire, in the same
+round trip: a delivery parked behind its endpoint's in-flight cap may wait a while before
+it is claimed, and the sweeper believes a young `started` job is live (deleting the hash
+made it re-queue every parked delivery as a duplicate on each pass).
 
 Nothing here is needed for durability: a popped id that never reaches a claim (the process
-died) is still due in the database, and the sweeper queues it again."""
+died) is still due in the database, and the sweeper queues it again once its job is stale.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.utils import utcformat
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
+from ..queues import STALE_QUEUED_SECONDS
 from .attempt import endpoints_of
 from .runner import DeliveryRunner
 
 log = logging.getLogger(__name__)
 BLOCK_SECONDS = 1
+# A popped job's hash outlives the sweeper's staleness window, then goes (the database
+# records everything about the delivery from the claim on).
+POPPED_JOB_TTL_SECONDS = 2 * STALE_QUEUED_SECONDS
 
 
 def delivery_id_of(job_id: str) -> int | None:
@@ -103,7 +115,13 @@ class FreshDispatcher(threading.Thread):
             raw = [popped[1]] if popped else []
         job_ids = [value.decode() for value in raw]
         if job_ids:
-            # The job hashes served only as RQ's record of the queued job; the database
-            # records everything from here on.
-            self.redis.delete(*(Job.key_for(job_id) for job_id in job_ids))
+            started = utcformat(datetime.now(UTC))
+            with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    key = Job.key_for(job_id)
+                    pipe.hset(
+                        key, mapping={"status": JobStatus.STARTED.value, "started_at": started}
+                    )
+                    pipe.expire(key, POPPED_JOB_TTL_SECONDS)
+                pipe.execute()
         return job_ids
