@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..clock import utcnow
 from ..extensions import db
@@ -41,7 +41,10 @@ SNAPSHOT_COLUMNS = (
     endpoints.c.last_attempt_at,
     endpoints.c.last_attempt_status,
 )
-ENVELOPE_COLUMNS = (events.c.id, events.c.type, events.c.occurred_at, events.c.data)
+READ_SNAPSHOT = select(*SNAPSHOT_COLUMNS).where(endpoints.c.id == bindparam("endpoint_id"))
+READ_ENVELOPE = select(events.c.id, events.c.type, events.c.occurred_at, events.c.data).where(
+    events.c.id == bindparam("event_id")
+)
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,7 @@ class EndpointCache:
         return len(self._items)
 
     def _read(self, endpoint_id: int) -> EndpointSnapshot:
-        row = db.session.execute(
-            select(*SNAPSHOT_COLUMNS).where(endpoints.c.id == endpoint_id)
-        ).one()
+        row = db.session.connection().execute(READ_SNAPSHOT, {"endpoint_id": endpoint_id}).one()
         previous = row.previous_secret_encrypted
         return EndpointSnapshot(
             id=row.id,
@@ -133,7 +134,7 @@ class EnvelopeCache:
             if body is not None:
                 self._items.move_to_end(event_id)
                 return body
-        row = db.session.execute(select(*ENVELOPE_COLUMNS).where(events.c.id == event_id)).one()
+        row = db.session.connection().execute(READ_ENVELOPE, {"event_id": event_id}).one()
         body = envelope_bytes(row)
         with self._lock:
             self._items[event_id] = body
