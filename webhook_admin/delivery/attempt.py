@@ -13,7 +13,7 @@ from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, ErrorClass
-from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_attempt
+from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_attempts
 from ..services.endpoint_health import (
     auto_disable_if_failing_too_long,
     disable_if_gone,
@@ -115,11 +115,24 @@ def endpoints_of(delivery_ids: list[int]) -> dict[int, int]:
     return {delivery_id: endpoint_id for delivery_id, endpoint_id in rows}
 
 
-def run_claimed(work: ClaimedWork, sender, settings: Settings) -> AttemptReport | None:
-    """Send a claimed delivery and record the attempt and its outcome. No transaction is
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """An attempt that got its answer (or its error) and is waiting to be recorded."""
+
+    work: ClaimedWork
+    row: dict  # the attempt row
+    outcome: Outcome
+    started_at: datetime
+
+    @property
+    def succeeded(self) -> bool:
+        return self.row["succeeded"]
+
+
+def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttempt:
+    """Sign and send a claimed delivery; decide what its answer means. No transaction is
     open while we wait on the network."""
     claim, endpoint = work.claim, work.endpoint
-    endpoint_id, url = endpoint.id, endpoint.url
     timeout = endpoint.timeout_seconds or settings.delivery_timeout
     request = build_request(
         claim.event_id,
@@ -129,29 +142,55 @@ def run_claimed(work: ClaimedWork, sender, settings: Settings) -> AttemptReport 
         int(time.time()),
     )
     started_at = utcnow()
-    result = sender.post(url, request.body, request.headers, timeout=timeout)
+    result = sender.post(endpoint.url, request.body, request.headers, timeout=timeout)
     outcome = decide(settings, claim, result, started_at)
-    row = attempt_row(endpoint_id, url, claim, request, result, started_at)
+    row = attempt_row(endpoint.id, endpoint.url, claim, request, result, started_at)
+    return FinishedAttempt(work, row, outcome, started_at)
+
+
+def record_attempts(finished: list[FinishedAttempt], settings: Settings) -> list[AttemptReport]:
+    """Record attempts and their outcomes in one transaction (one commit for the batch);
+    returns a report for each one whose lease still held."""
+    reports = []
     with serialized_writes():
-        if not finish_attempt(claim, row, outcome):
-            db.session.rollback()
-            return None
-        if needs_health_write(endpoint, started_at, result.status_code, result.succeeded):
-            record_endpoint_result(
-                endpoint_id, started_at, result.status_code, result.error_class, result.succeeded
-            )
-        if not result.succeeded:
-            disable_if_gone(endpoint_id, result.status_code)
-            auto_disable_if_failing_too_long(endpoint_id, settings.disable_after_hours)
+        recorded = finish_attempts([(f.work.claim, f.row, f.outcome) for f in finished])
+        healthy_written: set[int] = set()
+        for item, ok in zip(finished, recorded, strict=True):
+            if ok:
+                _record_endpoint_health(item, settings, healthy_written)
+                reports.append(_report(item))
         db.session.commit()
+    return reports
+
+
+def _record_endpoint_health(item: FinishedAttempt, settings: Settings, written: set[int]) -> None:
+    """Endpoint health from one attempt. In a batch, one success per endpoint is enough:
+    more successes change nothing; every failure counts."""
+    endpoint, row = item.work.endpoint, item.row
+    status_code, succeeded = row["response_status"], row["succeeded"]
+    if succeeded and endpoint.id in written:
+        return
+    if needs_health_write(endpoint, item.started_at, status_code, succeeded):
+        record_endpoint_result(
+            endpoint.id, item.started_at, status_code, row["error_class"], succeeded
+        )
+        if succeeded:
+            written.add(endpoint.id)
+    if not succeeded:
+        disable_if_gone(endpoint.id, status_code)
+        auto_disable_if_failing_too_long(endpoint.id, settings.disable_after_hours)
+
+
+def _report(item: FinishedAttempt) -> AttemptReport:
+    claim, row, outcome = item.work.claim, item.row, item.outcome
     log.info(
         "attempt delivery_id=%s event_id=%s endpoint_id=%s number=%s status=%s error=%s -> %s",
         claim.delivery_id,
         claim.event_id,
-        endpoint_id,
+        claim.endpoint_id,
         claim.attempt_number,
-        result.status_code,
-        result.error_class,
+        row["response_status"],
+        row["error_class"],
         outcome.status,
     )
     return AttemptReport(

@@ -17,7 +17,8 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
-from .attempt import claim_for_attempt, endpoint_of, run_claimed
+from .attempt import AttemptReport, claim_for_attempt, endpoint_of, record_attempts, send_claimed
+from .attempt_writer import AttemptWriter
 from .endpoint_gate import EndpointGate
 from .http_sender import Sender
 from .send_cache import EndpointCache, EnvelopeCache
@@ -52,6 +53,12 @@ class DeliveryRunner:
         self.envelopes = EnvelopeCache()
         # thread name -> delivery id, for the System page and shutdown logs.
         self.in_flight: dict[str, int] = {}
+        # With a pool, attempts are recorded in batches by one writer thread; a single
+        # thread (tests, a bare RQ worker) records each attempt itself before returning.
+        self.writer = None
+        if self.concurrent:
+            self.writer = AttemptWriter(app, self._follow_up, capacity=4 * threads)
+            self.writer.start()
 
     def submit(self, delivery_id: int, endpoint_id: int | None = None) -> None:
         """Hand a delivery to a free thread; blocks while all threads are busy (backpressure).
@@ -107,16 +114,27 @@ class DeliveryRunner:
             return None
         try:
             work = claim_for_attempt(delivery_id, self.settings, self.endpoints, self.envelopes)
-            report = run_claimed(work, self.sender, self.settings) if work else None
-            if report and report.status == DeliveryStatus.RETRYING:
-                follow_up(delivery_id, report.attempt_number, report.retry_at)
+            if work is not None:
+                finished = send_claimed(work, self.sender, self.settings)
+                if self.writer is not None:
+                    self.writer.put(finished)
+                else:
+                    for report in record_attempts([finished], self.settings):
+                        self._follow_up(report)
         finally:
             next_id = self.gate.leave(endpoint_id)
         return next_id
 
+    @staticmethod
+    def _follow_up(report: AttemptReport) -> None:
+        if report.status == DeliveryStatus.RETRYING:
+            follow_up(report.delivery_id, report.attempt_number, report.retry_at)
+
     def shutdown(self) -> None:
         """Finish and record every attempt in flight, then stop."""
         self._executor.shutdown(wait=True)
+        if self.writer is not None:
+            self.writer.stop()
         self.sender.close()
 
 
