@@ -12,13 +12,48 @@ from webhook_admin.extensions import db
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
 
 
+class FakeClock:
+    """Monotonic seconds we move by hand (the gate's notion of "slow")."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
 def test_gate_parks_over_the_cap_and_hands_back_in_order():
     gate = EndpointGate(cap=2)
-    assert gate.enter(1, 10) and gate.enter(1, 11)
-    assert not gate.enter(1, 12) and not gate.enter(1, 13)
-    assert gate.enter(2, 20)  # another endpoint is not affected
-    assert gate.leave(1) == 12
+    first, _second = gate.enter(1, 10), gate.enter(1, 11)
+    assert first is not None and _second is not None
+    assert gate.enter(1, 12) is None and gate.enter(1, 13) is None
+    assert gate.enter(2, 20) is not None  # another endpoint is not affected
+    assert gate.leave(1, first) == [12]
     assert gate.parked_count() == 1
+
+
+def test_an_endpoint_slow_to_answer_gets_a_quarter_of_the_cap():
+    clock = FakeClock()
+    gate = EndpointGate(cap=8, slow_after=1.0, clock=clock)
+    assert gate.enter(1, 10) is not None  # in flight, no answer yet
+    clock.now += 1.5  # its oldest request has waited past slow_after
+    assert gate.enter(1, 11) is not None
+    assert gate.enter(1, 12) is None  # 2 in flight = 8 // 4: parked
+    assert gate.enter(2, 20) is not None  # a fresh endpoint still gets the full cap
+
+
+def test_a_timed_out_endpoint_stays_capped_until_it_answers_in_time():
+    clock = FakeClock()
+    gate = EndpointGate(cap=8, clock=clock)
+    gate.note_result(1, timed_out=True)
+    tickets = [gate.enter(1, n) for n in range(3)]
+    assert tickets[2] is None and None not in tickets[:2]
+    gate.note_result(1, timed_out=False)
+    # Recovered: its cap is 8 again, so one leave hands back every parked delivery that fits.
+    for n in range(3, 6):
+        assert gate.enter(1, n) is not None
+    assert gate.leave(1, tickets[0]) == [2]
+    assert gate.parked_count() == 0
 
 
 def test_a_hanging_endpoint_holds_at_most_its_cap_while_a_healthy_one_flows(
@@ -42,13 +77,13 @@ def test_a_hanging_endpoint_holds_at_most_its_cap_while_a_healthy_one_flows(
             post_event("transaction.declined", event_id=f"evt_slow_{n}")
         for n in range(6):
             post_event("transaction.approved", event_id=f"evt_fast_{n}")
-        capped = create_app(environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "2"})
-        runner = DeliveryRunner(capped, threads=4)
+        capped = create_app(environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "4"})
+        runner = DeliveryRunner(capped, threads=6)
         for delivery_id in range(1, 13):
             runner.submit(delivery_id)
         fast.wait_for(6, timeout=10)  # the healthy endpoint is served while the slow one hangs
         time.sleep(0.3)
-        assert len(slow.requests) == 2  # only the cap reached the hanging endpoint
+        assert len(slow.requests) == 4  # only the cap reached the hanging endpoint
         release.set()
         slow.wait_for(6, timeout=10)  # the parked ones go out as slots free
         runner.shutdown()

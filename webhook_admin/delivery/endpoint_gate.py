@@ -2,43 +2,80 @@
 
 A receiver that hangs until the timeout would otherwise fill every delivery thread and stall
 healthy endpoints behind it. Over the cap, a delivery is parked (not claimed: it stays due
-in the database, so a crash loses nothing) and handed back when that endpoint frees a slot."""
+in the database, so a crash loses nothing) and handed back when that endpoint frees a slot.
+
+A slow endpoint gets a smaller cap (a quarter of the normal one, at least 1): one whose
+oldest request in flight has waited `slow_after` seconds, or whose last attempt timed out
+(until it answers in time again). Ten endpoints that never answer then hold 10 x 2 threads
+of a process instead of 10 x 8, which would be more than the whole pool."""
 
 from __future__ import annotations
 
 import threading
-from collections import Counter, defaultdict, deque
+import time
+from collections import defaultdict, deque
 
 
 class EndpointGate:
-    def __init__(self, cap: int):
+    def __init__(self, cap: int, slow_after: float = 1.0, clock=time.monotonic):
         self.cap = cap
+        self.slow_cap = max(1, cap // 4)
+        self.slow_after = slow_after
+        self._clock = clock
         self._lock = threading.Lock()
-        self._active: Counter[int] = Counter()
+        # endpoint -> start times of its deliveries in flight, oldest first
+        self._active: dict[int, list[float]] = {}
         self._parked: defaultdict[int, deque[int]] = defaultdict(deque)
+        self._timed_out: set[int] = set()
 
-    def enter(self, endpoint_id: int, delivery_id: int) -> bool:
-        """Take a slot for the endpoint, or park the delivery and return False."""
+    def enter(self, endpoint_id: int, delivery_id: int) -> float | None:
+        """Take a slot for the endpoint (returns its ticket for `leave`), or park the
+        delivery and return None."""
         with self._lock:
-            if self._active[endpoint_id] < self.cap:
-                self._active[endpoint_id] += 1
-                return True
-            self._parked[endpoint_id].append(delivery_id)
-            return False
-
-    def leave(self, endpoint_id: int) -> int | None:
-        """Free the slot; returns a parked delivery of the same endpoint to run next."""
-        with self._lock:
-            self._active[endpoint_id] -= 1
-            if self._active[endpoint_id] <= 0:
+            now = self._clock()
+            active = self._active.setdefault(endpoint_id, [])
+            if len(active) < self._cap_for(endpoint_id, active, now):
+                active.append(now)
+                return now
+            if not active:
                 del self._active[endpoint_id]
-            parked = self._parked.get(endpoint_id)
-            if parked:
-                next_id = parked.popleft()
-                if not parked:
-                    del self._parked[endpoint_id]
-                return next_id
+            self._parked[endpoint_id].append(delivery_id)
             return None
+
+    def note_result(self, endpoint_id: int, timed_out: bool) -> None:
+        with self._lock:
+            if timed_out:
+                self._timed_out.add(endpoint_id)
+            else:
+                self._timed_out.discard(endpoint_id)
+
+    def leave(self, endpoint_id: int, ticket: float) -> list[int]:
+        """Free the slot; returns the parked deliveries of the endpoint that may go now
+        (one usually; more when its cap grew back after it recovered)."""
+        with self._lock:
+            active = self._active.get(endpoint_id, [])
+            if ticket in active:
+                active.remove(ticket)
+            parked = self._parked.get(endpoint_id)
+            free = self._cap_for(endpoint_id, active, self._clock()) - len(active)
+            released = []
+            while parked and free > 0:
+                # Handed back with a slot already taken on their behalf (the ticket is
+                # taken again by `enter` when they run, so only count them here).
+                released.append(parked.popleft())
+                free -= 1
+            if parked is not None and not parked:
+                del self._parked[endpoint_id]
+            if not active:
+                self._active.pop(endpoint_id, None)
+            return released
+
+    def _cap_for(self, endpoint_id: int, active: list[float], now: float) -> int:
+        if endpoint_id in self._timed_out:
+            return self.slow_cap
+        if active and now - active[0] >= self.slow_after:
+            return self.slow_cap
+        return self.cap
 
     def parked_count(self) -> int:
         with self._lock:

@@ -15,7 +15,7 @@ from flask import Flask
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import DeliveryStatus
+from ..models import DeliveryStatus, ErrorClass
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
 from .attempt import AttemptReport, claim_for_attempt, endpoint_of, record_attempts, send_claimed
 from .attempt_writer import AttemptWriter
@@ -85,12 +85,12 @@ class DeliveryRunner:
     def _run(self, delivery_id: int, endpoint_id: int | None, release: bool = True) -> None:
         thread = threading.current_thread().name
         self.in_flight[thread] = delivery_id
-        next_id = None
+        next_ids: list[int] = []
         try:
             if endpoint_id is None:
                 endpoint_id = endpoint_of(delivery_id)
             if endpoint_id is not None:
-                next_id = self._attempt_within_endpoint_cap(delivery_id, endpoint_id)
+                next_ids = self._attempt_within_endpoint_cap(delivery_id, endpoint_id)
         except Exception:
             # Not swallowed: the claim's lease expires and the sweeper records the attempt
             # as interrupted and sends it again. Log it for the operator.
@@ -101,29 +101,33 @@ class DeliveryRunner:
             self.in_flight.pop(thread, None)
             if release:
                 self._slots.release()
-        if next_id is not None and release:
-            self.submit(next_id, endpoint_id)
-        elif next_id is not None:
-            self.run_inline(next_id, endpoint_id)
+        for next_id in next_ids:
+            if release:
+                self.submit(next_id, endpoint_id)
+            else:
+                self.run_inline(next_id, endpoint_id)
 
-    def _attempt_within_endpoint_cap(self, delivery_id: int, endpoint_id: int) -> int | None:
+    def _attempt_within_endpoint_cap(self, delivery_id: int, endpoint_id: int) -> list[int]:
         """Attempt unless the endpoint is at its cap (then the delivery is parked, unclaimed);
-        returns a parked delivery of the same endpoint to run next."""
-        if not self.gate.enter(endpoint_id, delivery_id):
+        returns parked deliveries of the same endpoint to run next."""
+        ticket = self.gate.enter(endpoint_id, delivery_id)
+        if ticket is None:
             db.session.rollback()
-            return None
+            return []
         try:
             work = claim_for_attempt(delivery_id, self.settings, self.endpoints, self.envelopes)
             if work is not None:
                 finished = send_claimed(work, self.sender, self.settings)
+                timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
+                self.gate.note_result(endpoint_id, timed_out)
                 if self.writer is not None:
                     self.writer.put(finished)
                 else:
                     for report in record_attempts([finished], self.settings):
                         self._follow_up(report)
         finally:
-            next_id = self.gate.leave(endpoint_id)
-        return next_id
+            next_ids = self.gate.leave(endpoint_id, ticket)
+        return next_ids
 
     @staticmethod
     def _follow_up(report: AttemptReport) -> None:
