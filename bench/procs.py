@@ -206,8 +206,15 @@ def migrate_and_seed(environ: dict[str, str]) -> None:
     flask_cli(environ, "catalog", "seed")
 
 
+# The production web server as docs/operations.md runs it: two sync workers per core (a
+# request spends part of its time waiting on the database; the second worker uses the core).
+WEB_WORKERS = 2 * (os.cpu_count() or 1)
+
+
 class Gunicorn:
-    def __init__(self, environ: dict[str, str], workers: int = 2, name: str = "gunicorn"):
+    def __init__(
+        self, environ: dict[str, str], workers: int = WEB_WORKERS, name: str = "gunicorn"
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.child = Child(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from .procs import ROOT
+from .procs import ROOT, WEB_WORKERS
 
 DOCS = ROOT / "docs"
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -199,6 +199,7 @@ def machine_info(env) -> dict[str, str]:
         "workers": f"one `python worker.py` with its defaults ({env.plan.workers} processes "
         f"on this host, {settings.worker_threads} delivery threads each)",
         "nproc": str(env.plan.workers),
+        "web_workers": WEB_WORKERS,
         "memory": mem,
         "cpu": cpu,
         "kernel": platform.release(),
@@ -277,7 +278,8 @@ def write_docs(rows, raw, errors, plan, machine, elapsed) -> None:
         f"- Python {machine['python']}, PostgreSQL {machine['postgresql']}, "
         f"SQLite {machine['sqlite']}, Redis {machine['redis']}; {machine['libraries']}",
         f"- Delivery workers: {machine.get('workers', '?')} unless a row says otherwise; web: "
-        "`gunicorn -w 2 wsgi:app`; database PostgreSQL unless a row says SQLite.",
+        f"`gunicorn -w {machine.get('web_workers', WEB_WORKERS)} wsgi:app`; database PostgreSQL "
+        "unless a row says SQLite.",
         "- Everything (receivers, Redis, gunicorn, workers, peers, load generator) shares the "
         "same machine, so every figure includes the cost of the receivers and the database.",
         "",

@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, insert, or_, select
+from sqlalchemy import and_, bindparam, exists, insert, or_, select
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Delivery, DeliveryStatus, Endpoint, EventType, Trigger, endpoint_event_types
+from ..models import Delivery, DeliveryStatus, Endpoint, Trigger, endpoint_event_types
 
 
-def matching_endpoint_ids(event_type: EventType, merchant_id: str | None) -> list[int]:
-    """Enabled, live endpoints subscribed to this type (by name or by whole category)
-    whose merchant filter, if any, is this event's merchant."""
-    subscribed_by_type = exists().where(
-        endpoint_event_types.c.endpoint_id == Endpoint.id,
-        endpoint_event_types.c.event_type_id == event_type.id,
-    )
-    subscribed_by_category = and_(
-        Endpoint.all_category_events.is_(True), Endpoint.category_id == event_type.category_id
-    )
-    query = select(Endpoint.id).where(
+# Built once (ingest runs it for every event): enabled, live endpoints subscribed to the type
+# (by name or by whole category) whose merchant filter, if any, is the event's merchant.
+MATCHING_ENDPOINTS = (
+    select(Endpoint.id)
+    .where(
         Endpoint.enabled.is_(True),
         Endpoint.deleted_at.is_(None),
-        or_(subscribed_by_type, subscribed_by_category),
-        or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == merchant_id),
+        or_(
+            exists().where(
+                endpoint_event_types.c.endpoint_id == Endpoint.id,
+                endpoint_event_types.c.event_type_id == bindparam("type_id"),
+            ),
+            and_(
+                Endpoint.all_category_events.is_(True),
+                Endpoint.category_id == bindparam("category_id"),
+            ),
+        ),
+        # A NULL merchant compares false here, leaving only endpoints without a filter.
+        or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == bindparam("merchant_id")),
     )
-    return list(db.session.scalars(query.order_by(Endpoint.id)))
+    .order_by(Endpoint.id)
+)
+
+
+def matching_endpoint_ids(event_type, merchant_id: str | None) -> list[int]:
+    """The endpoints an event goes to. `event_type`: an EventType or a row with its id and
+    category_id."""
+    params = {
+        "type_id": event_type.id,
+        "category_id": event_type.category_id,
+        "merchant_id": merchant_id,
+    }
+    return list(db.session.scalars(MATCHING_ENDPOINTS, params))
 
 
 def create_deliveries(
