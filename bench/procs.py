@@ -212,9 +212,7 @@ WEB_WORKERS = 2 * (os.cpu_count() or 1)
 
 
 class Gunicorn:
-    def __init__(
-        self, environ: dict[str, str], workers: int = WEB_WORKERS, name: str = "gunicorn"
-    ):
+    def __init__(self, environ: dict[str, str], workers: int = WEB_WORKERS, name: str = "gunicorn"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.child = Child(

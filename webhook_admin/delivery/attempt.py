@@ -14,14 +14,9 @@ from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, ErrorClass
 from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_attempts
-from ..services.endpoint_health import (
-    auto_disable_if_failing_too_long,
-    disable_if_gone,
-    needs_health_write,
-    record_endpoint_result,
-)
 from ..write_lock import serialized_writes
 from .envelope import build_request
+from .health_writes import RecentSuccessWrites, record_health
 from .retry_policy import RETRY_AFTER_STATUSES, next_delay, parse_retry_after
 from .send_cache import EndpointCache, EndpointSnapshot, EnvelopeCache
 
@@ -164,37 +159,17 @@ def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttem
     return FinishedAttempt(work, row, outcome, started_at)
 
 
-def record_attempts(finished: list[FinishedAttempt], settings: Settings) -> list[AttemptReport]:
-    """Record attempts and their outcomes in one transaction (one commit for the batch);
-    returns a report for each one whose lease still held."""
-    reports = []
+def record_attempts(
+    finished: list[FinishedAttempt], settings: Settings, recent: RecentSuccessWrites
+) -> list[AttemptReport]:
+    """Record attempts, their outcomes and what they say of their endpoints in one
+    transaction (one commit for the batch); returns a report for each one whose lease held."""
     with serialized_writes():
         recorded = finish_attempts([(f.work.claim, f.row, f.outcome) for f in finished])
-        healthy_written: set[int] = set()
-        for item, ok in zip(finished, recorded, strict=True):
-            if ok:
-                _record_endpoint_health(item, settings, healthy_written)
-                reports.append(_report(item))
+        kept = [item for item, ok in zip(finished, recorded, strict=True) if ok]
+        record_health(kept, settings, recent)
         db.session.commit()
-    return reports
-
-
-def _record_endpoint_health(item: FinishedAttempt, settings: Settings, written: set[int]) -> None:
-    """Endpoint health from one attempt. In a batch, one success per endpoint is enough:
-    more successes change nothing; every failure counts."""
-    endpoint, row = item.work.endpoint, item.row
-    status_code, succeeded = row["response_status"], row["succeeded"]
-    if succeeded and endpoint.id in written:
-        return
-    if needs_health_write(endpoint, item.started_at, status_code, succeeded):
-        record_endpoint_result(
-            endpoint.id, item.started_at, status_code, row["error_class"], succeeded
-        )
-        if succeeded:
-            written.add(endpoint.id)
-    if not succeeded:
-        disable_if_gone(endpoint.id, status_code)
-        auto_disable_if_failing_too_long(endpoint.id, settings.disable_after_hours)
+    return [_report(item) for item in kept]
 
 
 def _report(item: FinishedAttempt) -> AttemptReport:

@@ -20,6 +20,7 @@ from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
 from .attempt import AttemptReport, claim_for_attempt, endpoint_of, record_attempts, send_claimed
 from .attempt_writer import AttemptWriter
 from .endpoint_gate import EndpointGate
+from .health_writes import RecentSuccessWrites
 from .http_sender import Sender
 from .send_cache import EndpointCache, EnvelopeCache
 
@@ -55,9 +56,12 @@ class DeliveryRunner:
         self.in_flight: dict[str, int] = {}
         # With a pool, attempts are recorded in batches by one writer thread; a single
         # thread (tests, a bare RQ worker) records each attempt itself before returning.
+        self.recent_success_writes = RecentSuccessWrites()
         self.writer = None
         if self.concurrent:
-            self.writer = AttemptWriter(app, self._follow_up, capacity=4 * threads)
+            self.writer = AttemptWriter(
+                app, self._follow_up, self.recent_success_writes, capacity=4 * threads
+            )
             self.writer.start()
 
     def submit(self, delivery_id: int, endpoint_id: int | None = None) -> None:
@@ -123,7 +127,9 @@ class DeliveryRunner:
                 if self.writer is not None:
                     self.writer.put(finished)
                 else:
-                    for report in record_attempts([finished], self.settings):
+                    for report in record_attempts(
+                        [finished], self.settings, self.recent_success_writes
+                    ):
                         self._follow_up(report)
         finally:
             next_ids = self.gate.leave(endpoint_id, ticket)

@@ -8,7 +8,6 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Endpoint, Trigger, endpoint_event_types
 
-
 # Built once (ingest runs it for every event): enabled, live endpoints subscribed to the type
 # (by name or by whole category) whose merchant filter, if any, is the event's merchant.
 MATCHING_ENDPOINTS = (
