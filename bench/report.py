@@ -78,15 +78,13 @@ def build_rows(raw: dict, plan) -> list[Row]:
     add(s2, "ours ingest-to-receipt p50", "ms", "s2_ours", "p50")
     add(
         s2,
-        "ours, WEBHOOK_WORKER_THREADS=128 (1 run)",
+        "ours, WEBHOOK_WORKER_THREADS=64 (1 run; the default is 128)",
         "deliv/s",
-        "s2_ours_128_threads",
+        "s2_ours_64_threads",
         "rate",
-        ">= 500",
-        lambda v: v >= 500,
         chart=True,
     )
-    add(s2, "ours, 128 threads, p99", "ms", "s2_ours_128_threads", "p99")
+    add(s2, "ours, 64 threads, p99", "ms", "s2_ours_64_threads", "p99")
 
     s3 = f"3 + {plan.s3_blackholes} black holes"
     if ours2:

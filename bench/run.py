@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print("2. 200 ms receivers, 100 endpoints", flush=True)
             runner.repeat("s2_ours", scenarios.s23_ours, 0)
             runner.repeat("s2_celery_gevent", scenarios.s2_celery_gevent)
-            runner.repeat("s2_ours_128_threads", scenarios.s23_ours, 0, 128, runs=1)
+            runner.repeat("s2_ours_64_threads", scenarios.s23_ours, 0, 64, runs=1)
         if 3 in only:
             print("3. scenario 2 plus black-hole endpoints", flush=True)
             runner.repeat("s3_ours", scenarios.s23_ours, plan.s3_blackholes)

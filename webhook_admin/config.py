@@ -85,7 +85,7 @@ class Settings:
     sweep_interval: float = 30.0
     allow_private_networks: bool = False
     lease_seconds: float = 0.0  # 0 means: derived from the delivery timeout
-    worker_threads: int = 64
+    worker_threads: int = 128
     worker_processes: int = 0  # 0: one per CPU core
     per_endpoint_concurrency: int = 8
     retention_days: int = 30
@@ -190,7 +190,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         sweep_interval=optional("WEBHOOK_SWEEP_INTERVAL", parse_positive_float, 30.0),
         allow_private_networks=allow_private,
         lease_seconds=optional("WEBHOOK_LEASE_SECONDS", parse_positive_float, 0.0),
-        worker_threads=optional("WEBHOOK_WORKER_THREADS", parse_positive_int, 64),
+        worker_threads=optional("WEBHOOK_WORKER_THREADS", parse_positive_int, 128),
         worker_processes=optional("WEBHOOK_WORKER_PROCESSES", parse_positive_int, 0),
         per_endpoint_concurrency=optional("WEBHOOK_ENDPOINT_CONCURRENCY", parse_positive_int, 8),
         retention_days=optional("WEBHOOK_RETENTION_DAYS", parse_positive_int, 30),

@@ -1,0 +1,58 @@
+"""Endpoint health is written when it changes, and a success stream to a healthy endpoint at
+most once a second per worker (the endpoint row is shared by every attempt)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from tests.support.receiver import Reply
+from tests.support.work import run_queued_jobs
+from webhook_admin.delivery.health_writes import RecentSuccessWrites
+from webhook_admin.delivery.runner import DeliveryRunner
+from webhook_admin.extensions import db
+from webhook_admin.models import Attempt, Endpoint
+
+T0 = datetime(2026, 11, 28, 12, 0, 0)
+
+
+def test_a_recent_success_with_the_same_status_covers_the_next_one_for_a_second():
+    recent = RecentSuccessWrites()
+    recent.note(1, T0, 200, succeeded=True)
+    assert recent.covers(1, T0 + timedelta(seconds=0.5), 200)
+    assert not recent.covers(1, T0 + timedelta(seconds=1.5), 200)  # a second later: write
+    assert not recent.covers(1, T0 + timedelta(seconds=0.5), 204)  # another status: write
+    assert not recent.covers(2, T0, 200)  # another endpoint
+    recent.note(1, T0 + timedelta(seconds=0.6), 500, succeeded=False)
+    assert not recent.covers(1, T0 + timedelta(seconds=0.7), 200)  # after a failure: write
+
+
+def test_successes_in_a_row_write_the_endpoint_once_and_a_failure_at_once(
+    app, add_endpoint, post_event, receiver
+):
+    endpoint = add_endpoint(receiver.url)
+    runner = DeliveryRunner(app, threads=1)
+
+    def version():
+        db.session.rollback()
+        return db.session.scalar(select(Endpoint.updated_at).where(Endpoint.id == endpoint.id))
+
+    post_event()
+    run_queued_jobs(app, runner=runner)
+    after_first = version()
+    for _ in range(3):
+        post_event()
+        run_queued_jobs(app, runner=runner)
+    assert version() == after_first  # three more successes within the second: no write
+
+    receiver.responder = lambda request: Reply(500)
+    post_event()
+    run_queued_jobs(app, runner=runner)
+    failed = db.session.get(Endpoint, endpoint.id)
+    failed_tries = db.session.scalar(
+        select(func.count()).select_from(Attempt).where(Attempt.response_status == 500)
+    )
+    assert failed_tries >= 1
+    assert failed.consecutive_failures == failed_tries  # every failed try is written
+    assert failed.last_attempt_status == 500
