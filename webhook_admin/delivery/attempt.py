@@ -96,7 +96,7 @@ def claim_for_attempt(
         return ClaimedWork(
             claim,
             endpoints.get(claim.endpoint_id, claim.endpoint_version),
-            envelopes.get(claim.event_id),
+            envelopes.get(claim),
         )
     finally:
         db.session.commit()  # gives the connection back (nothing left to commit)

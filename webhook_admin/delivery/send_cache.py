@@ -6,7 +6,8 @@ took ~40 % of a worker's CPU per delivery. Both caches are safe to trust:
 - an endpoint snapshot is keyed by the endpoint's `updated_at`, which every write to the row
   changes (config edits, secret rotation, health writes); the claim returns the current value
   in the same statement, so a stale snapshot is never used, not even for one attempt;
-- events never change after ingest, so their envelope bytes can be kept as they are.
+- events never change after ingest, so their envelope bytes (built from the event columns
+  the claim returns) can be kept as they are.
 Secrets stay in this process's memory only, as they did while being used to sign."""
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, select
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Endpoint, Event
+from ..models import Endpoint
 from ..secrets_box import SecretBox
+from ..services.delivery_state import Claim
 from .envelope import envelope_bytes
 
 endpoints = Endpoint.__table__
-events = Event.__table__
 
 SNAPSHOT_COLUMNS = (
     endpoints.c.id,
@@ -42,9 +44,15 @@ SNAPSHOT_COLUMNS = (
     endpoints.c.last_attempt_status,
 )
 READ_SNAPSHOT = select(*SNAPSHOT_COLUMNS).where(endpoints.c.id == bindparam("endpoint_id"))
-READ_ENVELOPE = select(events.c.id, events.c.type, events.c.occurred_at, events.c.data).where(
-    events.c.id == bindparam("event_id")
-)
+
+
+class EnvelopeFields(NamedTuple):
+    """What an envelope is built from (the attributes `envelope_bytes` reads)."""
+
+    id: str
+    type: str
+    occurred_at: datetime
+    data: dict
 
 
 @dataclass(frozen=True)
@@ -128,14 +136,17 @@ class EnvelopeCache:
         self._lock = threading.Lock()
         self._items: OrderedDict[str, bytes] = OrderedDict()
 
-    def get(self, event_id: str) -> bytes:
+    def get(self, claim: Claim) -> bytes:
+        """The envelope of the claimed delivery's event (the claim carries the event)."""
+        event_id = claim.event_id
         with self._lock:
             body = self._items.get(event_id)
             if body is not None:
                 self._items.move_to_end(event_id)
                 return body
-        row = db.session.connection().execute(READ_ENVELOPE, {"event_id": event_id}).one()
-        body = envelope_bytes(row)
+        body = envelope_bytes(
+            EnvelopeFields(event_id, claim.event_type, claim.event_occurred_at, claim.event_data)
+        )
         with self._lock:
             self._items[event_id] = body
             if len(self._items) > self._max:

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Trigger
+from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Event, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,10 @@ class Claim:
     endpoint_id: int
     event_id: str
     endpoint_version: datetime  # the endpoint's updated_at, read by the claim itself
+    # The event, read by the claim too (what its envelope is built from).
+    event_type: str
+    event_occurred_at: datetime
+    event_data: dict
 
 
 def live_endpoint_ids():
@@ -45,6 +49,15 @@ ENDPOINT_VERSION = (
     .where(endpoints.c.id == deliveries.c.endpoint_id)
     .scalar_subquery()
 )
+events = Event.__table__
+
+
+def _event_column(column):
+    """The claimed delivery's event column, in the claim's RETURNING (a primary-key lookup
+    on the server instead of a second round trip)."""
+    return select(column).where(events.c.id == deliveries.c.event_id).scalar_subquery()
+
+
 CLAIM = (
     update(deliveries)
     .where(
@@ -67,6 +80,9 @@ CLAIM = (
         deliveries.c.endpoint_id,
         deliveries.c.event_id,
         ENDPOINT_VERSION,
+        _event_column(events.c.type),
+        _event_column(events.c.occurred_at),
+        _event_column(events.c.data),
     )
 )
 
@@ -90,8 +106,7 @@ def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
     )
     if row is None:
         return None
-    number, trigger, endpoint_id, event_id, endpoint_version = row
-    return Claim(delivery_id, token, number, trigger, endpoint_id, event_id, endpoint_version)
+    return Claim(delivery_id, token, *row)
 
 
 @dataclass
