@@ -16,6 +16,7 @@ import threading
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 
 from webhook_admin import create_app
 from webhook_admin.delivery.fresh_dispatcher import FreshDispatcher
@@ -46,6 +47,14 @@ class DeliveryWorker(SimpleWorker):
         DeliveryWorker.stop_signalled = True
         super().request_stop(signum, frame)
 
+    def _install_signal_handlers(self):
+        super()._install_signal_handlers()
+        # A stop signal that came after work_until_stopped looked at the flag but before
+        # RQ's handlers were in place went to note_stop only: RQ would never see it and
+        # would block on its queues until the next job (found by a flaky SIGTERM test).
+        if DeliveryWorker.stop_signalled:
+            self._stop_requested = True
+
 
 def note_stop(signum, frame) -> None:
     """Until RQ installs its own handlers, a stop signal is only noted (no abrupt exit)."""
@@ -68,6 +77,8 @@ def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
             )
         except RedisError as exc:  # RQ's teardown talks to Redis too
             log.warning("worker loop ended, Redis unavailable: %s", exc)
+        except StopRequested:  # a signal while RQ was installing its handlers
+            return
         if burst or DeliveryWorker.stop_signalled:
             return
         # RQ's handlers talk to Redis; while it is away a signal just ends the wait.

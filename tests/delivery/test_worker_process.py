@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.support.processes import wait_until
@@ -124,6 +126,18 @@ def test_sigterm_finishes_the_attempt_in_flight_and_exits_cleanly(
     assert worker.wait(20) == 0, worker.output()
     assert statuses() == ["succeeded"]
     assert attempt_count() == 1
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.9, 1.1, 1.3, 1.5])
+def test_sigterm_during_startup_is_not_lost(app, start_worker, delay):
+    """A SIGTERM that lands while the worker is starting must stop it: during the imports by
+    the default action (nothing is in flight yet), later by a warm shutdown. It used to be
+    noted and then ignored when it came just before RQ installed its handlers: the worker
+    blocked on its queues."""
+    worker = start_worker()
+    time.sleep(delay)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) in (0, -signal.SIGTERM), worker.output()
 
 
 def test_sweeper_resends_a_delivery_whose_queued_job_was_popped_and_lost(app, post_event, receiver):
