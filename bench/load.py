@@ -36,16 +36,21 @@ class Sent:
         return (self.answered_at - self.sent_at) * 1000
 
 
-def post_event(session: requests.Session, base_url: str, event_id: str | None = None) -> Sent:
-    event_id = event_id or f"evt_{uuid.uuid4().hex}"
-    body = json.dumps({"type": EVENT_TYPE, "data": PAYLOAD}).encode()
+def signed_headers(event_id: str, body: bytes, key: bytes = INGEST_KEY) -> dict[str, str]:
+    """Standard Webhooks headers for an ingest request, signed now."""
     ts = int(time.time())
-    headers = {
+    return {
         "content-type": "application/json",
         "webhook-id": event_id,
         "webhook-timestamp": str(ts),
-        "webhook-signature": sign(INGEST_KEY, event_id, ts, body),
+        "webhook-signature": sign(key, event_id, ts, body),
     }
+
+
+def post_event(session: requests.Session, base_url: str, event_id: str | None = None) -> Sent:
+    event_id = event_id or f"evt_{uuid.uuid4().hex}"
+    body = json.dumps({"type": EVENT_TYPE, "data": PAYLOAD}).encode()
+    headers = signed_headers(event_id, body)
     sent = time.time()
     response = session.post(base_url + "/api/v1/events", data=body, headers=headers, timeout=30)
     answered = time.time()

@@ -174,6 +174,18 @@ def s1_requests_loop(env: Env) -> dict:
     return {"rate": n / (time.time() - started)}
 
 
+def drain_queued(env: Env, n: int, start_peer) -> dict:
+    """Time a peer from its start until the fast receiver has the `n` queued posts."""
+    started = time.time()
+    child = start_peer()
+    try:
+        env.receivers.wait_count("fast", n, 300)
+        elapsed = time.time() - started
+    finally:
+        child.stop()
+    return {"rate": n / elapsed, "steady": steady_rate(env, "fast")}
+
+
 def queue_celery(env: Env, urls: list[str], n: int, timeout: float) -> None:
     os.environ["BENCH_CELERY_BROKER"] = env.redis.url(CELERY_DB)
     app = baselines.celery_app()
@@ -196,14 +208,7 @@ def s1_celery(env: Env, pool: str, concurrency: int) -> dict:
     redis.Redis.from_url(env.redis.url(CELERY_DB)).flushdb()
     env.receivers.reset()
     queue_celery(env, env.receivers.urls("fast", 1), n, 10)
-    started = time.time()
-    child = start_celery(env, pool, concurrency)
-    try:
-        env.receivers.wait_count("fast", n, 300)
-        elapsed = time.time() - started
-    finally:
-        child.stop()
-    return {"rate": n / elapsed, "steady": steady_rate(env, "fast")}
+    return drain_queued(env, n, lambda: start_celery(env, pool, concurrency))
 
 
 def s1_rq_simple(env: Env) -> dict:
@@ -223,16 +228,9 @@ def s1_rq_simple(env: Env) -> dict:
         with conn.pipeline() as pipe:
             queue.enqueue_many(jobs[start : start + 500], pipeline=pipe)
             pipe.execute()
-    started = time.time()
     argv = [str(BIN / "rq"), "worker", "-w", "rq.worker.SimpleWorker", "--burst"]
     argv += ["-u", env.redis.url(RQ_PEER_DB), "--logging_level", "WARNING", "bench"]
-    child = Child("rq-simple", argv)
-    try:
-        env.receivers.wait_count("fast", n, 300)
-        elapsed = time.time() - started
-    finally:
-        child.stop()
-    return {"rate": n / elapsed, "steady": steady_rate(env, "fast")}
+    return drain_queued(env, n, lambda: Child("rq-simple", argv))
 
 
 # --- 2 and 3. 200 ms receivers, 100 endpoints (+ black holes) -------------------------------

@@ -120,17 +120,11 @@ class Load(threading.Thread):
         self.session = requests.Session()
 
     def post(self, event_id: str) -> bool:
-        from webhook_admin.delivery.signing import sign
+        from .load import signed_headers
 
         body = json.dumps({"type": "transaction.approved", "data": {"n": event_id}}).encode()
-        ts = int(time.time())
         key = base64.b64decode(INGEST_SECRET[len("whsec_") :])
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": event_id,
-            "webhook-timestamp": str(ts),
-            "webhook-signature": sign(key, event_id, ts, body),
-        }
+        headers = signed_headers(event_id, body, key)
         started = time.monotonic()
         try:
             response = self.session.post(self.url, data=body, headers=headers, timeout=10)

@@ -4,6 +4,7 @@ most once a second per worker (the endpoint row is shared by every attempt)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import func, select
 
@@ -13,19 +14,30 @@ from webhook_admin.delivery.health_writes import RecentSuccessWrites
 from webhook_admin.delivery.runner import DeliveryRunner
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Endpoint
+from webhook_admin.services.endpoint_health import needs_health_write
 
 T0 = datetime(2026, 11, 28, 12, 0, 0)
 
 
 def test_a_recent_success_with_the_same_status_covers_the_next_one_for_a_second():
+    """The snapshot a claim carried says the endpoint never answered; this process has
+    written a success since. The next success within a second needs no write."""
+    snapshot = SimpleNamespace(
+        consecutive_failures=0, failing_since=None, last_attempt_at=None, last_attempt_status=None
+    )
     recent = RecentSuccessWrites()
     recent.note(1, T0, 200, succeeded=True)
-    assert recent.covers(1, T0 + timedelta(seconds=0.5), 200)
-    assert not recent.covers(1, T0 + timedelta(seconds=1.5), 200)  # a second later: write
-    assert not recent.covers(1, T0 + timedelta(seconds=0.5), 204)  # another status: write
-    assert not recent.covers(2, T0, 200)  # another endpoint
+
+    def covers(endpoint_id, started_at, status_code):
+        written = recent.last(endpoint_id)
+        return not needs_health_write(snapshot, started_at, status_code, True, written)
+
+    assert covers(1, T0 + timedelta(seconds=0.5), 200)
+    assert not covers(1, T0 + timedelta(seconds=1.5), 200)  # a second later: write
+    assert not covers(1, T0 + timedelta(seconds=0.5), 204)  # another status: write
+    assert not covers(2, T0, 200)  # another endpoint
     recent.note(1, T0 + timedelta(seconds=0.6), 500, succeeded=False)
-    assert not recent.covers(1, T0 + timedelta(seconds=0.7), 200)  # after a failure: write
+    assert not covers(1, T0 + timedelta(seconds=0.7), 200)  # after a failure: write
 
 
 def test_successes_in_a_row_write_the_endpoint_once_and_a_failure_at_once(

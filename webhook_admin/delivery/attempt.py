@@ -115,7 +115,7 @@ def use_autocommit() -> None:
 def endpoint_of(delivery_id: int) -> int | None:
     """The delivery's endpoint: a primary-key read, cheaper than a claim given back."""
     use_autocommit()
-    return db.session.scalar(select(Delivery.endpoint_id).where(Delivery.id == delivery_id))
+    return endpoints_of([delivery_id]).get(delivery_id)
 
 
 def endpoints_of(delivery_ids: list[int]) -> dict[int, int]:
@@ -134,10 +134,6 @@ class FinishedAttempt:
     row: dict  # the attempt row
     outcome: Outcome
     started_at: datetime
-
-    @property
-    def succeeded(self) -> bool:
-        return self.row["succeeded"]
 
 
 def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttempt:

@@ -60,8 +60,8 @@ class EndpointGate:
             free = self._cap_for(endpoint_id, active, self._clock()) - len(active)
             released = []
             while parked and free > 0:
-                # Handed back with a slot already taken on their behalf (the ticket is
-                # taken again by `enter` when they run, so only count them here).
+                # No slot is held for them: they pass `enter` again when they run (and
+                # are parked again if a fresh delivery took the slot meanwhile).
                 released.append(parked.popleft())
                 free -= 1
             if parked is not None and not parked:

@@ -24,25 +24,19 @@ from ..services.endpoint_health import (
     record_endpoint_result,
 )
 
-SUCCESS_WRITE_INTERVAL = 1.0  # seconds
-
 
 class RecentSuccessWrites:
     """Per process (one per delivery runner): the last success this process wrote for each
-    endpoint, so the next one within a second is not written again."""
+    endpoint. The snapshot a claim carries can predate it; `needs_health_write` takes the
+    later of the two, so the next success within a second is not written again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last: dict[int, tuple[datetime, int | None]] = {}
 
-    def covers(self, endpoint_id: int, started_at: datetime, status_code: int | None) -> bool:
+    def last(self, endpoint_id: int) -> tuple[datetime, int | None] | None:
         with self._lock:
-            last = self._last.get(endpoint_id)
-        return (
-            last is not None
-            and last[1] == status_code
-            and (started_at - last[0]).total_seconds() < SUCCESS_WRITE_INTERVAL
-        )
+            return self._last.get(endpoint_id)
 
     def note(self, endpoint_id: int, started_at: datetime, status_code, succeeded: bool) -> None:
         with self._lock:
@@ -65,10 +59,8 @@ def record_health(items, settings: Settings, recent: RecentSuccessWrites) -> Non
 def _record_one(item, settings: Settings, recent: RecentSuccessWrites) -> None:
     endpoint, row = item.work.endpoint, item.row
     status_code, succeeded = row["response_status"], row["succeeded"]
-    healthy = not endpoint.consecutive_failures and not endpoint.failing_since
-    if succeeded and healthy and recent.covers(endpoint.id, item.started_at, status_code):
-        return
-    if needs_health_write(endpoint, item.started_at, status_code, succeeded):
+    written_since = recent.last(endpoint.id)
+    if needs_health_write(endpoint, item.started_at, status_code, succeeded, written_since):
         record_endpoint_result(
             endpoint.id, item.started_at, status_code, row["error_class"], succeeded
         )

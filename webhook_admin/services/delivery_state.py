@@ -106,7 +106,7 @@ def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
     )
     if row is None:
         return None
-    return Claim(delivery_id, token, *row)
+    return Claim(delivery_id, token, *row)  # CLAIM returns the remaining fields, in order
 
 
 @dataclass
@@ -159,10 +159,10 @@ def finish_attempts(finished: list[tuple[Claim, dict, Outcome]]) -> list[bool]:
     connection = db.session.connection()
     now = utcnow()
     params = [_finish_params(claim, row, outcome, now) for claim, row, outcome in finished]
-    if len(params) > 1 and connection.execute(FINISH, params).rowcount == len(params):
-        connection.execute(INSERT_ATTEMPT, [row for _, row, _ in finished])
-        return [True] * len(params)
     if len(params) > 1:
+        if connection.execute(FINISH, params).rowcount == len(params):
+            connection.execute(INSERT_ATTEMPT, [row for _, row, _ in finished])
+            return [True] * len(params)
         # Some lease was lost (rare): start again one by one to learn which.
         db.session.rollback()
         connection = db.session.connection()

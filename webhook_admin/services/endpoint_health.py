@@ -16,17 +16,26 @@ SYSTEM_ACTOR = "system"
 
 
 def needs_health_write(
-    endpoint, started_at: datetime, status_code: int | None, succeeded: bool
+    endpoint,
+    started_at: datetime,
+    status_code: int | None,
+    succeeded: bool,
+    written_since: tuple[datetime, int | None] | None = None,
 ) -> bool:
-    """`endpoint`: an Endpoint or a snapshot with its health fields. A success on a healthy endpoint whose last attempt was the same status less than a
-    second ago changes nothing worth a write (a hot row every attempt would lock)."""
+    """A success on a healthy endpoint whose last attempt was the same status less than a
+    second ago changes nothing worth a write (a hot row every attempt would lock).
+
+    `endpoint`: an Endpoint or a snapshot with its health fields. `written_since`: a success
+    (time, status) this process wrote after that snapshot was read, if it knows of one."""
     if not succeeded or endpoint.consecutive_failures or endpoint.failing_since:
         return True
-    last = endpoint.last_attempt_at
+    last_at, last_status = endpoint.last_attempt_at, endpoint.last_attempt_status
+    if written_since is not None and (last_at is None or written_since[0] > last_at):
+        last_at, last_status = written_since
     return (
-        last is None
-        or endpoint.last_attempt_status != status_code
-        or (started_at - last).total_seconds() >= 1.0
+        last_at is None
+        or last_status != status_code
+        or (started_at - last_at).total_seconds() >= 1.0
     )
 
 
