@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 
 import pytest
+import redis
 
 from tests.support.receiver import Reply
 
@@ -29,6 +30,9 @@ def redis_outage(redis_server):
         def back(self):
             if redis_server.process is None:
                 redis_server.start()
+                # Read at once: the worker under test reconnects within a second and
+                # writes its presence and re-queued jobs, so a later look races with it.
+                self.keys_at_restart = redis.Redis.from_url(redis_server.url).dbsize()
 
     outage = Outage()
     yield outage
