@@ -10,17 +10,28 @@ import redis
 
 from tests.support.receiver import Reply
 
+OUTAGE_MARKER = "test:before-the-outage"
+
 
 @pytest.fixture
 def redis_outage(redis_server):
-    """Stop the test Redis; `back()` starts it again empty (also done at teardown)."""
+    """Stop the test Redis; `back()` starts it again empty (also done at teardown).
+
+    `came_back_empty` says whether what Redis held before the outage is gone: a marker key
+    written just before the stop must not survive the restart. (Counting keys instead races
+    with the worker under test, which reconnects within milliseconds and writes its presence
+    and re-queued jobs.)
+    """
     if redis_server.stop is None:
         pytest.fail(
             "this fault test stops and restarts Redis: it needs redis-server installed, not REDIS_URL"
         )
 
     class Outage:
+        came_back_empty: bool | None = None
+
         def __enter__(self):
+            redis.Redis.from_url(redis_server.url).set(OUTAGE_MARKER, "1")
             redis_server.stop()
             return self
 
@@ -30,9 +41,8 @@ def redis_outage(redis_server):
         def back(self):
             if redis_server.process is None:
                 redis_server.start()
-                # Read at once: the worker under test reconnects within a second and
-                # writes its presence and re-queued jobs, so a later look races with it.
-                self.keys_at_restart = redis.Redis.from_url(redis_server.url).dbsize()
+                client = redis.Redis.from_url(redis_server.url)
+                self.came_back_empty = not client.exists(OUTAGE_MARKER)
 
     outage = Outage()
     yield outage
