@@ -658,3 +658,32 @@ def test_egress_proxy_is_not_contacted_for_blocked_target():
         finally:
             sender.close()
         assert (result.error_class, proxy.connections) == ("blocked", 0)
+
+
+def test_header_with_line_break_is_refused_without_quoting_it(local_sender, receiver):
+    result = local_sender.post(
+        hook_url(receiver.port),
+        b"x",
+        {"Authorization": "Bearer s3cret\r\nX-Injected: 1"},
+        timeout=5,
+    )
+    assert (result.error_class, result.succeeded) == ("blocked", False)
+    assert "s3cret" not in result.error_message and "line break" in result.error_message
+    # The same sender still delivers: the refused request left no half-used connection.
+    assert post(local_sender, hook_url(receiver.port)).succeeded
+
+
+def test_cached_url_verdict_is_per_url_not_per_host(canary):
+    """The static verdict is cached per URL string: a passing https URL must not let the same
+    host's http URL through, and DNS is still checked on every post."""
+    dns = stub_dns(["127.0.0.1"])
+    with Sender(allow_private=False, resolver=dns) as sender:
+        url = f"https://hooks.example:{canary.port}/hook"
+        first = sender.post(url, b"x", {}, timeout=2)
+        again = sender.post(url, b"x", {}, timeout=2)
+        plain = sender.post(url.replace("https:", "http:"), b"x", {}, timeout=2)
+    assert [r.error_class for r in (first, again, plain)] == ["blocked"] * 3
+    assert "loopback" in first.error_message and "loopback" in again.error_message
+    assert "scheme" in plain.error_message
+    assert dns.calls == ["hooks.example", "hooks.example"]
+    assert canary.connections == 0

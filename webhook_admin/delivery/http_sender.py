@@ -2,7 +2,8 @@
 
 One `Sender` is shared by all worker threads. For every `post` it:
 
-1. applies the static URL rules (`check_url`);
+1. applies the static URL rules (`check_url`; the verdict is cached per URL string, as it
+   depends on nothing else);
 2. resolves the host exactly once (`resolve_checked`) and checks every address;
 3. connects to the first checked address (the "pinned" IP) while keeping the original host name
    for the Host header, TLS SNI and certificate verification, so a second DNS answer can
@@ -27,16 +28,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import certifi
-import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from requests.models import PreparedRequest
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.poolmanager import proxy_from_url
-from urllib3.util import parse_url
+from urllib3.poolmanager import PoolManager, ProxyManager, proxy_from_url
+from urllib3.util import make_headers, parse_url
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from webhook_admin.delivery.destination import (
@@ -220,67 +219,116 @@ class _HTTPSPool(_PoolMixin, HTTPSConnectionPool):
 _POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
-# --- requests adapter -----------------------------------------------------------------------
+# --- destinations and pools ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Target:
+class _Destination:
+    """A URL that passed the static rules, split the way it is sent (IDNA host, encoded path)."""
+
     scheme: str
     host: str  # ASCII (IDNA) host name or IP literal, without brackets
     port: int
-    ip: str  # the checked address we connect to
+    request_target: str  # path and query, percent-encoded; the fragment is never sent
+    host_header: str
 
-    @property
-    def ip_literal(self) -> str:
-        return f"[{self.ip}]" if ":" in self.ip else self.ip
+    @classmethod
+    def parse(cls, url: str, *, allow_private: bool) -> _Destination:
+        """Apply `check_url` and split the URL. Raises DestinationRejected."""
+        check_url(url, allow_private=allow_private)
+        try:
+            # urllib3's parser is the one check_url compared its host with.
+            parsed = parse_url(url)
+            scheme = (parsed.scheme or "").lower()
+            port = parsed.port or _DEFAULT_PORTS[scheme]
+        except (ValueError, KeyError):
+            raise DestinationRejected("URL is not valid") from None
+        host = (parsed.host or "").strip("[]")
+        shown = f"[{host}]" if ":" in host else host
+        return cls(
+            scheme=scheme,
+            host=host,
+            port=port,
+            request_target=parsed.request_uri,
+            host_header=shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}",
+        )
 
 
-class _PinnedAdapter(HTTPAdapter):
-    """An HTTPAdapter that connects to `request.webhook_target.ip`, never to a resolved name."""
+class _DestinationCache:
+    """`_Destination.parse` results per URL string: the static rules depend on nothing else
+    (DNS is looked up and checked on every post, never cached here)."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, proxy: str | None, **kwargs: Any):
+    MAX_ENTRIES = 4096
+
+    def __init__(self, *, allow_private: bool):
+        self._allow_private = allow_private
+        self._parsed: dict[str, _Destination] = {}
+
+    def get(self, url: str) -> _Destination:
+        destination = self._parsed.get(url)
+        if destination is None:
+            destination = _Destination.parse(url, allow_private=self._allow_private)
+            if len(self._parsed) >= self.MAX_ENTRIES:
+                self._parsed.clear()  # rare (thousands of distinct URLs): start over
+            self._parsed[url] = destination
+        return destination
+
+
+def _proxy_auth_headers(proxy: str) -> dict[str, str]:
+    auth = parse_url(proxy).auth
+    if not auth:
+        return {}
+    user, _, password = auth.partition(":")
+    return make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}")
+
+
+class _PinnedPools:
+    """urllib3 pools keyed by the checked IP we connect to; the host name only names the TLS
+    server (SNI, certificate) and the Host header. With an egress proxy, HTTPS is tunnelled
+    (CONNECT to the checked IP) and plain HTTP is forwarded with the IP in the request line."""
+
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext, proxy: str | None, num_pools: int, maxsize: int
+    ):
         self._ssl_context = ssl_context
-        self._proxy_url = proxy
-        super().__init__(max_retries=0, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
-        self._proxy_manager = None
+        self._direct = PoolManager(num_pools=num_pools, maxsize=maxsize)
+        self._direct.pool_classes_by_scheme = _POOL_CLASSES
+        self._proxy: ProxyManager | None = None
         if proxy:
-            self._proxy_manager = proxy_from_url(
+            self._proxy = proxy_from_url(
                 proxy,
-                proxy_headers=self.proxy_headers(proxy),
-                num_pools=self._pool_connections,
-                maxsize=self._pool_maxsize,
-                block=self._pool_block,
+                proxy_headers=_proxy_auth_headers(proxy),
+                num_pools=num_pools,
+                maxsize=maxsize,
             )
-            self._proxy_manager.pool_classes_by_scheme = _POOL_CLASSES
+            self._proxy.pool_classes_by_scheme = _POOL_CLASSES
 
-    def get_connection_with_tls_context(
-        self, request: PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
-    ) -> Any:
-        target: _Target = request.webhook_target  # type: ignore[attr-defined]
+    def pool_and_url(self, destination: _Destination, ip: str) -> tuple[Any, str]:
+        ip_literal = f"[{ip}]" if ":" in ip else ip
         pool_kwargs: dict[str, Any] = {}
-        if target.scheme == "https":
+        if destination.scheme == "https":
             pool_kwargs = {
                 "ssl_context": self._ssl_context,
                 "cert_reqs": "CERT_REQUIRED",
-                "server_hostname": target.host,  # SNI and certificate name: the URL's host
+                "server_hostname": destination.host,  # SNI and certificate name: the URL's
             }
-        manager = self._proxy_manager or self.poolmanager
-        return manager.connection_from_host(
-            scheme=target.scheme, host=target.ip_literal, port=target.port, pool_kwargs=pool_kwargs
+        manager = self._proxy or self._direct
+        pool = manager.connection_from_host(
+            scheme=destination.scheme,
+            host=ip_literal,
+            port=destination.port,
+            pool_kwargs=pool_kwargs,
         )
-
-    def request_url(self, request: PreparedRequest, proxies: Any) -> str:
-        target: _Target = request.webhook_target  # type: ignore[attr-defined]
-        if self._proxy_manager is not None and target.scheme == "http":
+        url = destination.request_target
+        if self._proxy is not None and destination.scheme == "http":
             # A forwarding proxy gets an absolute URL: give it the checked IP, not the name.
-            return f"http://{target.ip_literal}:{target.port}{request.path_url}"
-        return request.path_url
+            url = f"http://{ip_literal}:{destination.port}{url}"
+        return pool, url
 
     def close(self) -> None:
-        super().close()
-        if self._proxy_manager is not None:
-            self._proxy_manager.clear()
+        self._direct.clear()
+        if self._proxy is not None:
+            self._proxy.clear()
 
 
 # --- error classification -------------------------------------------------------------------
@@ -303,14 +351,13 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
 
 
 def _is_library_wrapper(exc: BaseException) -> bool:
-    # urllib3/requests messages may quote the request path and query: never show them.
-    module = type(exc).__module__
-    return module.startswith(("urllib3", "requests"))
+    # urllib3's messages may quote the request path and query: never show them.
+    return type(exc).__module__.startswith("urllib3")
 
 
-def _classify(exc: BaseException, target: _Target | None) -> tuple[str, str]:
+def _classify(exc: BaseException, where: str) -> tuple[str, str]:
+    """(error_class, message) for a failed send; `where` is "ip:port", never the URL."""
     chain = _exception_chain(exc)
-    where = f"{target.ip_literal}:{target.port}" if target else "the receiver"
     for item in chain:
         if isinstance(item, TimeoutError) or (
             isinstance(item, urllib3.exceptions.TimeoutError)
@@ -367,19 +414,24 @@ class Sender:
         self._allow_private = allow_private
         self._connect_timeout = connect_timeout
         self._max_body = max_body
-        self._user_agent = user_agent
         self._resolver = resolver
+        self._base_headers = {
+            "User-Agent": user_agent,
+            "Accept": "*/*",
+            "Accept-Encoding": "identity",  # a capped body must be raw bytes, not a zip bomb
+        }
+        self._destinations = _DestinationCache(allow_private=allow_private)
         ssl_context = ssl.create_default_context(cafile=ca_bundle or certifi.where())
-        self._adapter = _PinnedAdapter(
+        self._pools = _PinnedPools(
             ssl_context=ssl_context,
             proxy=egress_proxy,
-            pool_connections=max(64, pool_maxsize * 4),
-            pool_maxsize=pool_maxsize,
+            num_pools=max(64, pool_maxsize * 4),
+            maxsize=pool_maxsize,
         )
         self._watchdog = _Watchdog()
 
     def close(self) -> None:
-        self._adapter.close()
+        self._pools.close()
         self._watchdog.close()
 
     def __enter__(self) -> Sender:
@@ -388,25 +440,24 @@ class Sender:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _prepare(self, url: str, body: bytes, headers: dict[str, str]) -> PreparedRequest:
-        merged = {
-            "User-Agent": self._user_agent,
-            "Accept": "*/*",
-            "Accept-Encoding": "identity",  # a capped body must be raw bytes, not a zip bomb
-        }
-        merged.update({k: v for k, v in headers.items() if k.lower() not in _OWNED_HEADERS})
-        request = PreparedRequest()
-        request.prepare(method="POST", url=url, headers=merged, data=body)
-        return request
+    def _headers(self, destination: _Destination, headers: dict[str, str]) -> dict[str, str]:
+        """Our defaults, then the caller's (one value per name, any case), then Host."""
+        merged = {name.lower(): (name, value) for name, value in self._base_headers.items()}
+        for name, value in headers.items():
+            key = name.lower()
+            if key not in _OWNED_HEADERS:
+                merged[key] = (name, value)
+        merged["host"] = ("Host", destination.host_header)
+        return dict(merged.values())
 
-    def _read_capped(self, raw: Any) -> bytes:
+    def _read_capped(self, response: Any) -> bytes:
         """Read the body up to max_body + 1 bytes (the extra byte tells us it was cut)."""
         limit = self._max_body + 1
         chunks: list[bytes] = []
         total = 0
         while total < limit:
             # Reading on until EOF lets urllib3 notice a body shorter than Content-Length.
-            chunk = raw.read(min(65536, limit - total), decode_content=False)
+            chunk = response.read(min(65536, limit - total), decode_content=False)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -427,23 +478,19 @@ class Sender:
                 **extra,
             )
 
-        # 1. static rules, and the host exactly as requests will send it (IDNA-encoded).
+        # 1. static rules (cached per URL), and the host exactly as it is sent (IDNA-encoded).
         try:
-            check_url(url, allow_private=self._allow_private)
-            request = self._prepare(url, body, headers)
-            parsed = parse_url(request.url)
-            scheme = (parsed.scheme or "").lower()
-            host = (parsed.host or "").strip("[]")
-            port = parsed.port or _DEFAULT_PORTS[scheme]
+            destination = self._destinations.get(url)
         except DestinationRejected as exc:
             return failure("blocked", str(exc))
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, KeyError):
-            return failure("blocked", "URL is not valid")
 
         # 2. resolve once, check every address, pin the first.
         try:
             addresses = resolve_checked(
-                host, port, allow_private=self._allow_private, resolver=self._resolver
+                destination.host,
+                destination.port,
+                allow_private=self._allow_private,
+                resolver=self._resolver,
             )
         except DestinationRejected as exc:
             return failure("blocked", str(exc))
@@ -452,12 +499,8 @@ class Sender:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return failure("timeout", "deadline passed while resolving the host name")
-
-        target = _Target(scheme=scheme, host=host, port=port, ip=addresses[0])
-        default_port = port == _DEFAULT_PORTS[scheme]
-        host_header = f"[{host}]" if ":" in host else host
-        request.headers["Host"] = host_header if default_port else f"{host_header}:{port}"
-        request.webhook_target = target  # type: ignore[attr-defined]
+        ip = addresses[0]
+        where = f"[{ip}]:{destination.port}" if ":" in ip else f"{ip}:{destination.port}"
 
         # 3. send under the watchdog.
         attempt = _Attempt(deadline)
@@ -467,24 +510,38 @@ class Sender:
         status_code: int | None = None
         response_headers: dict[str, str] = {}
         error: BaseException | None = None
+        header_refused = False
         data = b""
         try:
-            response = self._adapter.send(
-                request,
-                stream=True,
-                timeout=(min(self._connect_timeout, remaining), remaining),
-                verify=True,
+            pool, request_url = self._pools.pool_and_url(destination, ip)
+            response = pool.urlopen(
+                "POST",
+                request_url,
+                body=body,
+                headers=self._headers(destination, headers),
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                timeout=urllib3.Timeout(
+                    connect=min(self._connect_timeout, remaining), read=remaining
+                ),
             )
-            status_code = response.status_code
+            status_code = response.status
             response_headers = {k.lower(): v for k, v in response.headers.items()}
-            data = self._read_capped(response.raw)
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            data = self._read_capped(response)
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
             error = exc
-        except http.client.HTTPException as exc:
-            error = exc
+        except ValueError:
+            # http.client refuses a header name or value with a line break or control
+            # character (endpoints are validated when saved; this is the last line). Its
+            # message quotes the value, which may be a secret: say it in our words.
+            header_refused = True
         finally:
             if response is not None:
-                response.close()  # releases a fully read connection, closes any other
+                response.close()  # closes a connection whose body was not read to the end
+                response.release_conn()  # ... and returns the connection to its pool
             _local.attempt = None
             attempt.finish()
 
@@ -496,10 +553,12 @@ class Sender:
             "body": data,
             "body_truncated": truncated,
         }
+        if header_refused:
+            return failure("blocked", "a request header has a line break or control character")
         if attempt.expired and (error is not None or attempt.interrupted):
             return failure("timeout", f"no complete response within {timeout:g}s", **response_parts)
         if error is not None:
-            error_class, message = _classify(error, target)
+            error_class, message = _classify(error, where)
             return failure(error_class, message, **response_parts)
         assert status_code is not None
         if not 200 <= status_code < 300:
