@@ -127,7 +127,7 @@ def supervise(processes: int, args: argparse.Namespace) -> int:
             code = 1
             try:
                 die_with_parent()
-                code = run_worker_process(create_app(), args, name)
+                code = run_worker_process(create_app(web=False), args, name)
             except BaseException:
                 logging.getLogger("worker").exception("worker process failed")
             finally:
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     configure_logging()
-    app = create_app()
+    app = create_app(web=False)
     settings = app.config["SETTINGS"]
     # SQLite has one writer per file: more processes only queue on its lock. PostgreSQL:
     # one process per core (a Python process uses one core).
