@@ -1,5 +1,6 @@
 """A worker caches each endpoint's sending configuration and recent event bodies; an edit,
-a secret rotation or a health write made anywhere is seen by the very next attempt."""
+a secret rotation or a configuration edit made anywhere is seen by the very next attempt, and
+health written anywhere reaches the next claim."""
 
 from __future__ import annotations
 
@@ -92,22 +93,45 @@ def test_a_health_write_by_another_worker_is_not_hidden_by_the_cache(
     assert healed.last_attempt_status == 200
 
 
-def test_every_write_to_an_endpoint_moves_its_version(app, add_endpoint, receiver):
+def test_configuration_writes_move_the_version_and_health_writes_do_not(
+    app, add_endpoint, receiver
+):
+    """Health is written up to once a second per endpoint and process: if it moved the
+    version, every worker would re-read (and decrypt) the endpoint that often."""
     endpoint = add_endpoint(receiver.url)
 
     def version():
+        db.session.rollback()
         return db.session.scalar(select(Endpoint.updated_at).where(Endpoint.id == endpoint.id))
 
-    seen = [version()]
+    created = version()
     record_endpoint_result(endpoint.id, utcnow(), 200, None, succeeded=True)
+    record_endpoint_result(endpoint.id, utcnow(), 500, "http", succeeded=False)
     db.session.commit()
-    seen.append(version())
+    assert version() == created
     db.session.execute(
-        update(Endpoint).where(Endpoint.id == endpoint.id).values(consecutive_failures=2)
+        update(Endpoint).where(Endpoint.id == endpoint.id).values(timeout_seconds=3.0)
     )
     db.session.commit()
-    seen.append(version())
-    assert len(set(seen)) == 3
+    assert version() != created
+
+
+def test_the_claim_reads_health_written_since_the_snapshot(app, add_endpoint, post_event, receiver):
+    """The snapshot stays cached across health writes; the failure streak another process
+    wrote reaches this worker through the claim and the next success clears it."""
+    endpoint = add_endpoint(receiver.url)
+    runner = DeliveryRunner(app, threads=1)
+    post_event()
+    run_queued_jobs(app, runner=runner)
+    record_endpoint_result(endpoint.id, utcnow(), 500, "http", succeeded=False)
+    record_endpoint_result(endpoint.id, utcnow(), 500, "http", succeeded=False)
+    db.session.commit()
+    post_event()
+    run_queued_jobs(app, runner=runner)
+    db.session.expire_all()
+    healed = db.session.get(Endpoint, endpoint.id)
+    assert (healed.consecutive_failures, healed.failing_since) == (0, None)
+    assert len(runner.endpoints) == 1 and runner.endpoints.reads == 1
 
 
 def test_a_fan_out_reads_the_event_once_and_each_endpoint_once(

@@ -27,8 +27,8 @@ from ..services.endpoint_health import (
 
 class RecentSuccessWrites:
     """Per process (one per delivery runner): the last success this process wrote for each
-    endpoint. The snapshot a claim carries can predate it; `needs_health_write` takes the
-    later of the two, so the next success within a second is not written again."""
+    endpoint. The health a claim read can predate it; `needs_health_write` takes the later
+    of the two, so the next success within a second is not written again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -60,7 +60,8 @@ def _record_one(item, settings: Settings, recent: RecentSuccessWrites) -> None:
     endpoint, row = item.work.endpoint, item.row
     status_code, succeeded = row["response_status"], row["succeeded"]
     written_since = recent.last(endpoint.id)
-    if needs_health_write(endpoint, item.started_at, status_code, succeeded, written_since):
+    health = item.work.claim.endpoint_health
+    if needs_health_write(health, item.started_at, status_code, succeeded, written_since):
         record_endpoint_result(
             endpoint.id, item.started_at, status_code, row["error_class"], succeeded
         )

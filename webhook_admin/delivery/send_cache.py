@@ -3,9 +3,11 @@ decryption: each endpoint's sending configuration and the envelope bytes of rece
 
 Reading the delivery, its event and its endpoint through the ORM and decrypting the secret
 took ~40 % of a worker's CPU per delivery. Both caches are safe to trust:
-- an endpoint snapshot is keyed by the endpoint's `updated_at`, which every write to the row
-  changes (config edits, secret rotation, health writes); the claim returns the current value
-  in the same statement, so a stale snapshot is never used, not even for one attempt;
+- an endpoint snapshot is keyed by the endpoint's `updated_at`, which every change to its
+  configuration moves (edits, secret rotation, enable/disable); the claim returns the current
+  value in the same statement, so a stale snapshot is never used, not even for one attempt.
+  Health writes (last attempt, failure streak) leave `updated_at` alone, so they do not
+  empty every worker's snapshot each second: the claim reads the health fields itself;
 - events never change after ingest, so their envelope bytes (built from the event columns
   the claim returns) can be kept as they are.
 Secrets stay in this process's memory only, as they did while being used to sign."""
@@ -38,10 +40,6 @@ SNAPSHOT_COLUMNS = (
     endpoints.c.secret_encrypted,
     endpoints.c.previous_secret_encrypted,
     endpoints.c.previous_secret_expires_at,
-    endpoints.c.consecutive_failures,
-    endpoints.c.failing_since,
-    endpoints.c.last_attempt_at,
-    endpoints.c.last_attempt_status,
 )
 READ_SNAPSHOT = select(*SNAPSHOT_COLUMNS).where(endpoints.c.id == bindparam("endpoint_id"))
 
@@ -64,11 +62,6 @@ class EndpointSnapshot:
     url: str
     timeout_seconds: float | None
     custom_headers: dict
-    # The health fields `needs_health_write` reads (same names as on Endpoint).
-    consecutive_failures: int
-    failing_since: datetime | None
-    last_attempt_at: datetime | None
-    last_attempt_status: int | None
     secret: str = field(repr=False)
     previous_secret: str | None = field(repr=False, default=None)
     previous_secret_expires_at: datetime | None = None
@@ -92,6 +85,7 @@ class EndpointCache:
         self._max = max_entries
         self._lock = threading.Lock()
         self._items: dict[int, EndpointSnapshot] = {}
+        self.reads = 0  # snapshots read from the database (tests and metrics)
 
     def get(self, endpoint_id: int, version: datetime) -> EndpointSnapshot:
         """The snapshot for this version, read (in the caller's transaction) if not held."""
@@ -101,6 +95,7 @@ class EndpointCache:
             return held
         snapshot = self._read(endpoint_id)
         with self._lock:
+            self.reads += 1
             if len(self._items) >= self._max:
                 self._items.clear()  # rare (that many endpoints): refill on demand
             self._items[endpoint_id] = snapshot
@@ -118,10 +113,6 @@ class EndpointCache:
             url=row.url,
             timeout_seconds=row.timeout_seconds,
             custom_headers=row.custom_headers or {},
-            consecutive_failures=row.consecutive_failures or 0,
-            failing_since=row.failing_since,
-            last_attempt_at=row.last_attempt_at,
-            last_attempt_status=row.last_attempt_status,
             secret=self._box.decrypt(row.secret_encrypted),
             previous_secret=self._box.decrypt(previous) if previous else None,
             previous_secret_expires_at=row.previous_secret_expires_at,

@@ -9,6 +9,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, insert, or_, select, update
 
@@ -19,6 +20,15 @@ from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Ev
 log = logging.getLogger(__name__)
 
 
+class EndpointHealth(NamedTuple):
+    """The endpoint's health as the claim read it (what `needs_health_write` compares with)."""
+
+    consecutive_failures: int | None
+    failing_since: datetime | None
+    last_attempt_at: datetime | None
+    last_attempt_status: int | None
+
+
 @dataclass(frozen=True)
 class Claim:
     delivery_id: int
@@ -27,11 +37,14 @@ class Claim:
     trigger: str
     endpoint_id: int
     event_id: str
-    endpoint_version: datetime  # the endpoint's updated_at, read by the claim itself
+    # The endpoint's configuration version (updated_at), read by the claim itself. Health
+    # writes leave it alone: they would make every worker re-read the endpoint every second.
+    endpoint_version: datetime
     # The event, read by the claim too (what its envelope is built from).
     event_type: str
     event_occurred_at: datetime
     event_data: dict
+    endpoint_health: EndpointHealth
 
 
 def live_endpoint_ids():
@@ -43,13 +56,12 @@ endpoints = Endpoint.__table__
 # The claim, built once as a Core statement (the hot path: no ORM bulk-update machinery).
 # RETURNING hands back what the attempt needs without a second round trip, including the
 # endpoint's updated_at, so the worker knows whether its cached copy of the endpoint is
-# current as of the claim.
-ENDPOINT_VERSION = (
-    select(endpoints.c.updated_at)
-    .where(endpoints.c.id == deliveries.c.endpoint_id)
-    .scalar_subquery()
-)
+# current as of the claim, and the endpoint's health as of the claim.
 events = Event.__table__
+
+
+def _endpoint_column(column):
+    return select(column).where(endpoints.c.id == deliveries.c.endpoint_id).scalar_subquery()
 
 
 def _event_column(column):
@@ -79,10 +91,11 @@ CLAIM = (
         deliveries.c.next_trigger,
         deliveries.c.endpoint_id,
         deliveries.c.event_id,
-        ENDPOINT_VERSION,
+        _endpoint_column(endpoints.c.updated_at),
         _event_column(events.c.type),
         _event_column(events.c.occurred_at),
         _event_column(events.c.data),
+        *(_endpoint_column(endpoints.c[name]) for name in EndpointHealth._fields),
     )
 )
 
@@ -106,7 +119,9 @@ def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
     )
     if row is None:
         return None
-    return Claim(delivery_id, token, *row)  # CLAIM returns the remaining fields, in order
+    # CLAIM returns the remaining fields in order, the endpoint's health last.
+    fields, health = row[:-4], EndpointHealth(*row[-4:])
+    return Claim(delivery_id, token, *fields, endpoint_health=health)
 
 
 @dataclass

@@ -25,8 +25,8 @@ def needs_health_write(
     """A success on a healthy endpoint whose last attempt was the same status less than a
     second ago changes nothing worth a write (a hot row every attempt would lock).
 
-    `endpoint`: an Endpoint or a snapshot with its health fields. `written_since`: a success
-    (time, status) this process wrote after that snapshot was read, if it knows of one."""
+    `endpoint`: an Endpoint or the health a claim read (EndpointHealth). `written_since`: a
+    success (time, status) this process wrote after that was read, if it knows of one."""
     if not succeeded or endpoint.consecutive_failures or endpoint.failing_since:
         return True
     last_at, last_status = endpoint.last_attempt_at, endpoint.last_attempt_status
@@ -46,8 +46,12 @@ def record_endpoint_result(
     error_class: str | None,
     succeeded: bool,
 ) -> None:
-    """Update the endpoint's last attempt and failure streak in one statement."""
+    """Update the endpoint's last attempt and failure streak in one statement.
+
+    `updated_at` stays: it versions the endpoint's configuration, which workers cache (see
+    delivery/send_cache.py); health is read fresh by every claim instead."""
     values = {
+        "updated_at": Endpoint.updated_at,
         "last_attempt_at": started_at,
         "last_attempt_status": status_code,
         "last_attempt_error": error_class,
