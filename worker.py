@@ -170,7 +170,9 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
         signal.signal(signum, note_stop)
     with app.app_context():
         redis = use_worker_redis()
-        runner = DeliveryRunner(app, threads)
+        # A backlog of one dispatcher batch (fetched while the threads still work).
+        batch = min(threads, 100)
+        runner = DeliveryRunner(app, threads, backlog=0 if args.burst else batch)
         install_runner(runner)
         sweeper = None
         if not args.burst and not args.no_sweeper:
@@ -184,7 +186,7 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
         if args.burst:
             rq_queue_names.insert(0, FRESH_QUEUE)
         else:
-            dispatcher = FreshDispatcher(runner, redis, FRESH_QUEUE, batch=min(threads, 100))
+            dispatcher = FreshDispatcher(runner, redis, FRESH_QUEUE, batch=batch)
             dispatcher.start()
         queues = [get_queue(n) for n in rq_queue_names]
         logging.getLogger("worker").info(

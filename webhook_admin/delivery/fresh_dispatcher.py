@@ -18,6 +18,7 @@ died) is still due in the database, and the sweeper queues it again once its job
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from datetime import UTC, datetime
@@ -27,11 +28,12 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import utcformat
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
+from ..models import Delivery
 from ..queues import STALE_QUEUED_SECONDS
-from .attempt import endpoints_of
 from .runner import DeliveryRunner
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ BLOCK_SECONDS = 1
 # A popped job's hash outlives the sweeper's staleness window, then goes (the database
 # records everything about the delivery from the claim on).
 POPPED_JOB_TTL_SECONDS = 2 * STALE_QUEUED_SECONDS
+deliveries = Delivery.__table__
+ENDPOINTS_OF = select(deliveries.c.id, deliveries.c.endpoint_id).where(
+    deliveries.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def delivery_id_of(job_id: str) -> int | None:
@@ -57,12 +63,19 @@ class FreshDispatcher(threading.Thread):
         self.queue_key = Queue(queue_name, connection=redis).key
         self.batch = batch
         self._stop_event = threading.Event()
+        self._connection: Connection | None = None
 
     def stop(self) -> None:
         self._stop_event.set()
         self.join(BLOCK_SECONDS + 5)
 
     def run(self) -> None:
+        try:
+            self._dispatch_until_stopped()
+        finally:
+            self._close_connection()
+
+    def _dispatch_until_stopped(self) -> None:
         while not self._stop_event.is_set():
             try:
                 job_ids = self._take_batch()
@@ -102,11 +115,26 @@ class FreshDispatcher(threading.Thread):
                     return
 
     def _endpoints_of(self, delivery_ids: list[int]) -> dict[int, int]:
-        with self.runner.app.app_context():
-            try:
-                return endpoints_of(delivery_ids)
-            finally:
-                db.session.remove()
+        """On a connection of its own: from the pool it queued behind up to 128 delivery
+        threads, and every thread it had not fed yet sat idle (scenario 2 of the benchmarks
+        found a third of them idle while this thread waited)."""
+        try:
+            if self._connection is None:
+                with self.runner.app.app_context():
+                    self._connection = db.engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT"
+                    )
+            rows = self._connection.execute(ENDPOINTS_OF, {"ids": delivery_ids})
+            return dict(rows.all())
+        except SQLAlchemyError:
+            self._close_connection()  # a fresh one next time (the database may be back)
+            raise
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._connection.close()
+            self._connection = None
 
     def _take_batch(self) -> list[str]:
         raw = self.redis.lpop(self.queue_key, self.batch)
