@@ -170,9 +170,7 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
         signal.signal(signum, note_stop)
     with app.app_context():
         redis = use_worker_redis()
-        # A backlog of one dispatcher batch (fetched while the threads still work).
-        batch = min(threads, 100)
-        runner = DeliveryRunner(app, threads, backlog=0 if args.burst else batch)
+        runner = DeliveryRunner(app, threads)
         install_runner(runner)
         sweeper = None
         if not args.burst and not args.no_sweeper:
@@ -186,7 +184,7 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
         if args.burst:
             rq_queue_names.insert(0, FRESH_QUEUE)
         else:
-            dispatcher = FreshDispatcher(runner, redis, FRESH_QUEUE, batch=batch)
+            dispatcher = FreshDispatcher(runner, redis, FRESH_QUEUE, batch=min(threads, 100))
             dispatcher.start()
         queues = [get_queue(n) for n in rq_queue_names]
         logging.getLogger("worker").info(

@@ -91,15 +91,23 @@ def claim_for_attempt(
     try:
         with serialized_writes():
             claim = claim_delivery(delivery_id, settings.lease_duration)
-        if claim is None:
-            return None
-        return ClaimedWork(
-            claim,
-            endpoints.get(claim.endpoint_id, claim.endpoint_version),
-            envelopes.get(claim),
-        )
     finally:
         db.session.commit()  # gives the connection back (nothing left to commit)
+    if claim is None:
+        return None
+    return work_for(claim, endpoints, envelopes)
+
+
+def work_for(claim: Claim, endpoints: EndpointCache, envelopes: EnvelopeCache) -> ClaimedWork:
+    """What sending a claimed delivery needs: the endpoint (read only when the cached
+    snapshot is older than the claim says) and the envelope bytes."""
+    try:
+        return ClaimedWork(
+            claim, endpoints.get(claim.endpoint_id, claim.endpoint_version), envelopes.get(claim)
+        )
+    finally:
+        if db.session().in_transaction():
+            db.session.commit()  # no connection is held while we send
 
 
 def use_autocommit() -> None:

@@ -4,8 +4,11 @@ RQ's worker loop spends 6-8 Redis round trips of bookkeeping on every job (statu
 and finished registries, cleanup), which capped one process at ~180 deliveries/s here, below
 what one process can send. Fresh delivery jobs carry nothing but a delivery id, encoded in
 their job id (`delivery-<id>-<attempts>`), so this thread pops up to a batch of job ids at
-once and hands the ids to the runner. Retries and maintenance jobs still go through RQ's
-worker and scheduler.
+once and looks up their endpoints (one query). Then, as delivery threads come free, it
+reserves every free one and claims that many deliveries in one statement, each claimed one
+starting at once on its reserved thread (a claim never waits for a thread: its lease runs).
+Claiming one by one on each thread had cost a pooled connection and a round trip per
+delivery. Retries and maintenance jobs still go through RQ's worker and scheduler.
 
 A popped job's hash is marked `started` (with the time) and left to expire, in the same
 round trip: a delivery parked behind its endpoint's in-flight cap may wait a while before
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import deque
 from datetime import UTC, datetime
 
 from redis import Redis
@@ -70,62 +74,91 @@ class FreshDispatcher(threading.Thread):
         self.join(BLOCK_SECONDS + 5)
 
     def run(self) -> None:
-        try:
-            self._dispatch_until_stopped()
-        finally:
-            self._close_connection()
+        with self.runner.app.app_context():
+            try:
+                while not self._stop_event.is_set():
+                    try:
+                        self._dispatch_until_stopped()
+                        return
+                    except Exception:
+                        # A bug here must not stop fresh deliveries for the process's life
+                        # (what was popped stays due in the database).
+                        log.exception("fresh dispatcher failed, restarting it")
+                        self._close_connection()
+                        self._stop_event.wait(1)
+            finally:
+                self._close_connection()
 
     def _dispatch_until_stopped(self) -> None:
+        pending: deque[tuple[int, int]] = deque()  # (delivery id, endpoint id), popped
         while not self._stop_event.is_set():
-            try:
-                job_ids = self._take_batch()
-            except RedisError as exc:
-                log.warning("fresh queue unavailable, retrying: %s", exc)
-                self._stop_event.wait(2)
+            # Fetch the next batch while half of this one is still to start, so threads that
+            # finish meanwhile find work (waiting for an empty list left a third idle).
+            if len(pending) <= self.batch // 2 and not self._fetch(pending):
                 continue
-            delivery_ids = []
-            for job_id in job_ids:
-                delivery_id = delivery_id_of(job_id)
-                if delivery_id is None:
-                    log.error("unexpected job on the fresh queue job_id=%s, dropped", job_id)
-                else:
-                    delivery_ids.append(delivery_id)
-            if not delivery_ids:
+            if not pending:
                 continue
-            # One read for the whole batch instead of one per delivery thread.
+            reserved = self.runner.reserve(len(pending))
+            if self._stop_event.is_set():  # stopping while we waited: claim nothing more
+                self.runner.unreserve(reserved)
+                return
+            group = [pending.popleft() for _ in range(reserved)]
             try:
-                endpoint_ids = self._endpoints_of(delivery_ids)
+                self.runner.claim_and_start(self._db(), group)
             except SQLAlchemyError as exc:
-                # Popped ids stay due in the database; the sweeper queues them again.
+                # Unclaimed, so still due in the database: the sweeper queues them again.
                 log.warning(
-                    "database unavailable, %d deliveries left to the sweeper: %s",
-                    len(delivery_ids),
-                    exc,
+                    "database unavailable, %d deliveries left to the sweeper: %s", len(group), exc
                 )
+                self._close_connection()
                 self._stop_event.wait(2)
-                continue
-            for delivery_id in delivery_ids:
-                if delivery_id not in endpoint_ids:
-                    continue  # gone (retention or a reset database): nothing to send
-                try:
-                    self.runner.submit(delivery_id, endpoint_ids[delivery_id])
-                except RuntimeError:
-                    # The runner shut down under us (warm shutdown): what was popped and not
-                    # submitted is still due in the database; the sweeper sends it.
-                    return
+            except RuntimeError:
+                return  # the runner shut down under us (warm shutdown); the same holds
+
+    def _fetch(self, pending: deque) -> bool:
+        """Pop a batch (waiting only when nothing is pending) and add it with each delivery's
+        endpoint; False after an outage (the caller goes round again)."""
+        try:
+            job_ids = self._take_batch(block=not pending)
+        except RedisError as exc:
+            log.warning("fresh queue unavailable, retrying: %s", exc)
+            if not pending:
+                self._stop_event.wait(2)
+            return bool(pending)
+        delivery_ids = []
+        for job_id in job_ids:
+            delivery_id = delivery_id_of(job_id)
+            if delivery_id is None:
+                log.error("unexpected job on the fresh queue job_id=%s, dropped", job_id)
+            else:
+                delivery_ids.append(delivery_id)
+        if not delivery_ids:
+            return True
+        try:
+            endpoint_ids = self._endpoints_of(delivery_ids)
+        except SQLAlchemyError as exc:
+            # Popped ids stay due in the database; the sweeper queues them again.
+            log.warning(
+                "database unavailable, %d deliveries left to the sweeper: %s",
+                len(delivery_ids),
+                exc,
+            )
+            self._stop_event.wait(2)
+            return False
+        # A delivery without a row is gone (retention or a reset database): nothing to send.
+        pending.extend((d, endpoint_ids[d]) for d in delivery_ids if d in endpoint_ids)
+        return True
+
+    def _db(self) -> Connection:
+        """This thread's own connection, in autocommit: from the pool it queued behind up to
+        128 delivery threads, and every thread it had not fed yet sat idle."""
+        if self._connection is None:
+            self._connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._connection
 
     def _endpoints_of(self, delivery_ids: list[int]) -> dict[int, int]:
-        """On a connection of its own: from the pool it queued behind up to 128 delivery
-        threads, and every thread it had not fed yet sat idle (scenario 2 of the benchmarks
-        found a third of them idle while this thread waited)."""
         try:
-            if self._connection is None:
-                with self.runner.app.app_context():
-                    self._connection = db.engine.connect().execution_options(
-                        isolation_level="AUTOCOMMIT"
-                    )
-            rows = self._connection.execute(ENDPOINTS_OF, {"ids": delivery_ids})
-            return dict(rows.all())
+            return dict(self._db().execute(ENDPOINTS_OF, {"ids": delivery_ids}).all())
         except SQLAlchemyError:
             self._close_connection()  # a fresh one next time (the database may be back)
             raise
@@ -136,11 +169,12 @@ class FreshDispatcher(threading.Thread):
                 self._connection.close()
             self._connection = None
 
-    def _take_batch(self) -> list[str]:
+    def _take_batch(self, block: bool = True) -> list[str]:
         raw = self.redis.lpop(self.queue_key, self.batch)
-        if not raw:
+        if not raw and block:
             popped = self.redis.blpop([self.queue_key], timeout=BLOCK_SECONDS)
             raw = [popped[1]] if popped else []
+        raw = raw or []
         job_ids = [value.decode() for value in raw]
         if job_ids:
             started = utcformat(datetime.now(UTC))

@@ -17,7 +17,17 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus, ErrorClass
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
-from .attempt import AttemptReport, claim_for_attempt, endpoint_of, record_attempts, send_claimed
+from ..services.delivery_state import Claim, claim_deliveries
+from ..write_lock import serialized_writes
+from .attempt import (
+    AttemptReport,
+    ClaimedWork,
+    claim_for_attempt,
+    endpoint_of,
+    record_attempts,
+    send_claimed,
+    work_for,
+)
 from .attempt_writer import AttemptWriter
 from .endpoint_gate import EndpointGate
 from .health_writes import RecentSuccessWrites
@@ -38,15 +48,11 @@ def make_sender(settings) -> Sender:
 
 
 class DeliveryRunner:
-    def __init__(self, app: Flask, threads: int, backlog: int = 0):
-        """`backlog`: deliveries that may wait for a free thread, so that the feeding thread
-        can fetch its next batch while the threads still have work (with none, every thread
-        that finished while the dispatcher was fetching sat idle: a third of them in
-        scenario 2 of the benchmarks)."""
+    def __init__(self, app: Flask, threads: int):
         self.app = app
         self.settings = app.config["SETTINGS"]
         self.sender = make_sender(self.settings)
-        self._slots = threading.BoundedSemaphore(threads + backlog)
+        self._slots = threading.BoundedSemaphore(threads)
         # Each delivery thread keeps one app context (and so one session) for its life:
         # pushing a context and building a session per delivery cost ~10 % of the worker's CPU.
         self._executor = ThreadPoolExecutor(
@@ -78,6 +84,66 @@ class DeliveryRunner:
             self._slots.release()
             raise
 
+    # --- batches: the fresh dispatcher claims many deliveries in one statement -------------
+
+    def reserve(self, most: int) -> int:
+        """Wait for a free thread, then take every other free one, up to `most` in all.
+        Claims are made only for reserved threads, so no claimed delivery waits (its lease
+        runs from the claim)."""
+        self._slots.acquire()
+        taken = 1
+        while taken < most and self._slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def unreserve(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
+
+    def claim_and_start(self, connection, deliveries: list[tuple[int, int]]) -> None:
+        """Claim these (delivery id, endpoint id) in one statement on `connection` and start
+        each one claimed on a reserved thread (one reserved per delivery). Deliveries over
+        their endpoint's cap are parked unclaimed, as `submit` does."""
+        admitted, seen = [], set()
+        for delivery_id, endpoint_id in deliveries:
+            # A delivery queued twice (the sweeper and a retry raced) is claimed once.
+            ticket = None if delivery_id in seen else self.gate.enter(endpoint_id, delivery_id)
+            if ticket is None:
+                self._slots.release()
+            else:
+                seen.add(delivery_id)
+                admitted.append((delivery_id, endpoint_id, ticket))
+        if not admitted:
+            return
+        try:
+            with serialized_writes():
+                claims = claim_deliveries(
+                    connection, [d for d, _, _ in admitted], self.settings.lease_duration
+                )
+        except Exception:
+            for _, endpoint_id, ticket in admitted:
+                self._give_back(endpoint_id, ticket)
+            raise
+        for delivery_id, endpoint_id, ticket in admitted:
+            claim = claims.get(delivery_id)
+            if claim is None:  # taken by someone else, not due, or its endpoint disabled
+                self._give_back(endpoint_id, ticket)
+                continue
+            try:
+                self._executor.submit(self._run_claimed, claim, ticket)
+            except RuntimeError:  # shutting down: the lease expires and the sweeper resends
+                self._give_back(endpoint_id, ticket)
+                raise
+
+    def _give_back(self, endpoint_id: int, ticket: float) -> None:
+        """A reserved thread and an endpoint slot that were not used after all."""
+        next_ids = self.gate.leave(endpoint_id, ticket)
+        self._slots.release()
+        for next_id in next_ids:
+            self.submit(next_id, endpoint_id)
+
+    # --- on a delivery thread --------------------------------------------------------------
+
     def _enter_app_context(self) -> None:
         self.app.app_context().push()
 
@@ -91,14 +157,33 @@ class DeliveryRunner:
                 db.session.remove()
 
     def _run(self, delivery_id: int, endpoint_id: int | None, release: bool = True) -> None:
+        def attempt() -> tuple[int | None, list[int]]:
+            known = endpoint_id if endpoint_id is not None else endpoint_of(delivery_id)
+            if known is None:
+                return None, []
+            return known, self._attempt_within_endpoint_cap(delivery_id, known)
+
+        self._on_thread(delivery_id, attempt, release)
+
+    def _run_claimed(self, claim: Claim, ticket: float) -> None:
+        def attempt() -> tuple[int, list[int]]:
+            try:
+                work = work_for(claim, self.endpoints, self.envelopes)
+                self._send_and_record(work)
+            finally:
+                next_ids = self.gate.leave(claim.endpoint_id, ticket)
+            return claim.endpoint_id, next_ids
+
+        self._on_thread(claim.delivery_id, attempt)
+
+    def _on_thread(self, delivery_id: int, attempt, release: bool = True) -> None:
+        """Run `attempt` (returns the endpoint and its parked deliveries that may go now)
+        with the thread's bookkeeping; then run those parked deliveries."""
         thread = threading.current_thread().name
         self.in_flight[thread] = delivery_id
-        next_ids: list[int] = []
+        endpoint_id, next_ids = None, []
         try:
-            if endpoint_id is None:
-                endpoint_id = endpoint_of(delivery_id)
-            if endpoint_id is not None:
-                next_ids = self._attempt_within_endpoint_cap(delivery_id, endpoint_id)
+            endpoint_id, next_ids = attempt()
         except Exception:
             # Not swallowed: the claim's lease expires and the sweeper records the attempt
             # as interrupted and sends it again. Log it for the operator.
@@ -125,19 +210,20 @@ class DeliveryRunner:
         try:
             work = claim_for_attempt(delivery_id, self.settings, self.endpoints, self.envelopes)
             if work is not None:
-                finished = send_claimed(work, self.sender, self.settings)
-                timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
-                self.gate.note_result(endpoint_id, timed_out)
-                if self.writer is not None:
-                    self.writer.put(finished)
-                else:
-                    for report in record_attempts(
-                        [finished], self.settings, self.recent_success_writes
-                    ):
-                        self._follow_up(report)
+                self._send_and_record(work)
         finally:
             next_ids = self.gate.leave(endpoint_id, ticket)
         return next_ids
+
+    def _send_and_record(self, work: ClaimedWork) -> None:
+        finished = send_claimed(work, self.sender, self.settings)
+        timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
+        self.gate.note_result(work.claim.endpoint_id, timed_out)
+        if self.writer is not None:
+            self.writer.put(finished)
+        else:
+            for report in record_attempts([finished], self.settings, self.recent_success_writes):
+                self._follow_up(report)
 
     @staticmethod
     def _follow_up(report: AttemptReport) -> None:
@@ -145,10 +231,8 @@ class DeliveryRunner:
             follow_up(report.delivery_id, report.attempt_number, report.retry_at)
 
     def shutdown(self) -> None:
-        """Finish and record every attempt in flight, then stop. Deliveries still waiting
-        for a thread are dropped unclaimed: they stay due in the database (the sweeper
-        queues them again), so a warm shutdown takes one attempt's time, not two."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Finish and record every attempt in flight, then stop."""
+        self._executor.shutdown(wait=True)
         if self.writer is not None:
             self.writer.stop()
         self.sender.close()

@@ -70,58 +70,73 @@ def _event_column(column):
     return select(column).where(events.c.id == deliveries.c.event_id).scalar_subquery()
 
 
-CLAIM = (
-    update(deliveries)
-    .where(
-        deliveries.c.id == bindparam("delivery_id"),
-        deliveries.c.status.in_(DeliveryStatus.WAITING),
-        or_(
-            deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= bindparam("now")
-        ),
-        deliveries.c.endpoint_id.in_(live_endpoint_ids()),
+def _claim(which):
+    """Claim the deliveries `which` selects, if waiting, due and their endpoint enabled."""
+    return (
+        update(deliveries)
+        .where(
+            which,
+            deliveries.c.status.in_(DeliveryStatus.WAITING),
+            or_(
+                deliveries.c.next_attempt_at.is_(None),
+                deliveries.c.next_attempt_at <= bindparam("now"),
+            ),
+            deliveries.c.endpoint_id.in_(live_endpoint_ids()),
+        )
+        .values(
+            status=DeliveryStatus.IN_FLIGHT,
+            lease_token=bindparam("token"),
+            lease_expires_at=bindparam("lease_expires_at"),
+            attempts_count=deliveries.c.attempts_count + 1,
+        )
+        .returning(
+            deliveries.c.id,
+            deliveries.c.attempts_count,
+            deliveries.c.next_trigger,
+            deliveries.c.endpoint_id,
+            deliveries.c.event_id,
+            _endpoint_column(endpoints.c.updated_at),
+            _event_column(events.c.type),
+            _event_column(events.c.occurred_at),
+            _event_column(events.c.data),
+            *(_endpoint_column(endpoints.c[name]) for name in EndpointHealth._fields),
+        )
     )
-    .values(
-        status=DeliveryStatus.IN_FLIGHT,
-        lease_token=bindparam("token"),
-        lease_expires_at=bindparam("lease_expires_at"),
-        attempts_count=deliveries.c.attempts_count + 1,
-    )
-    .returning(
-        deliveries.c.attempts_count,
-        deliveries.c.next_trigger,
-        deliveries.c.endpoint_id,
-        deliveries.c.event_id,
-        _endpoint_column(endpoints.c.updated_at),
-        _event_column(events.c.type),
-        _event_column(events.c.occurred_at),
-        _event_column(events.c.data),
-        *(_endpoint_column(endpoints.c[name]) for name in EndpointHealth._fields),
-    )
-)
+
+
+CLAIM = _claim(deliveries.c.id == bindparam("delivery_id"))
+CLAIM_MANY = _claim(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _claim_params(lease_seconds: float) -> dict:
+    now = utcnow()
+    return {
+        "now": now,
+        "token": secrets.token_hex(16),
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+    }
+
+
+def _claim_of(row, token: str) -> Claim:
+    # The statement returns the fields in order, the endpoint's health last.
+    fields, health = row[:-4], EndpointHealth(*row[-4:])
+    return Claim(fields[0], token, *fields[1:], endpoint_health=health)
 
 
 def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
     """Take the delivery if it is waiting, due and its endpoint enabled; None otherwise."""
-    now = utcnow()
-    token = secrets.token_hex(16)
-    row = (
-        db.session.connection()
-        .execute(
-            CLAIM,
-            {
-                "delivery_id": delivery_id,
-                "now": now,
-                "token": token,
-                "lease_expires_at": now + timedelta(seconds=lease_seconds),
-            },
-        )
-        .first()
-    )
-    if row is None:
-        return None
-    # CLAIM returns the remaining fields in order, the endpoint's health last.
-    fields, health = row[:-4], EndpointHealth(*row[-4:])
-    return Claim(delivery_id, token, *fields, endpoint_health=health)
+    params = _claim_params(lease_seconds)
+    row = db.session.connection().execute(CLAIM, {"delivery_id": delivery_id, **params}).first()
+    return None if row is None else _claim_of(row, params["token"])
+
+
+def claim_deliveries(connection, delivery_ids: list[int], lease_seconds: float) -> dict:
+    """`claim_delivery` for many in one statement on `connection` (in autocommit, so the
+    claims are committed when it returns): delivery id -> Claim for those taken. The
+    deliveries of one call share a lease token (a lease is the id with its token)."""
+    params = _claim_params(lease_seconds)
+    rows = connection.execute(CLAIM_MANY, {"ids": delivery_ids, **params}).all()
+    return {row[0]: _claim_of(row, params["token"]) for row in rows}
 
 
 @dataclass
