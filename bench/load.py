@@ -3,14 +3,15 @@ bench process (endpoints, resets, progress)."""
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import requests
 from sqlalchemy import text
 
 from webhook_admin import create_app
@@ -47,14 +48,42 @@ def signed_headers(event_id: str, body: bytes, key: bytes = INGEST_KEY) -> dict[
     }
 
 
-def post_event(session: requests.Session, base_url: str, event_id: str | None = None) -> Sent:
+class IngestClient:
+    """One connection's worth of ingest requests over `http.client`: the load generator runs
+    on the same cores as the system under test, and requests' session layer cost ~0.7 ms of
+    CPU per request (~1/5 of the machine at 300 events/s) where this costs ~0.15 ms."""
+
+    def __init__(self, base_url: str):
+        url = urlsplit(base_url)
+        self._connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        # gunicorn's sync workers close the connection after each answer; http.client opens
+        # a new one on the next request by itself.
+        for last_try in (False, True):
+            try:
+                self._connection.request("POST", path, body, headers)
+                response = self._connection.getresponse()
+                response.read()
+                return response.status
+            except (http.client.HTTPException, OSError):
+                self._connection.close()
+                if last_try:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def post_event(client: IngestClient, event_id: str | None = None) -> Sent:
     event_id = event_id or f"evt_{uuid.uuid4().hex}"
     body = json.dumps({"type": EVENT_TYPE, "data": PAYLOAD}).encode()
     headers = signed_headers(event_id, body)
     sent = time.time()
-    response = session.post(base_url + "/api/v1/events", data=body, headers=headers, timeout=30)
+    status = client.post("/api/v1/events", body, headers)
     answered = time.time()
-    return Sent(event_id, sent, answered, response.status_code)
+    return Sent(event_id, sent, answered, status)
 
 
 def ingest_many(
@@ -68,18 +97,21 @@ def ingest_many(
     start = time.monotonic() + 0.05
 
     def run() -> None:
-        session = requests.Session()
-        while True:
-            i = next(counter)
-            if i >= count:
-                return
-            if rate:
-                delay = start + i / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            sent = post_event(session, base_url)
-            with lock:
-                results.append(sent)
+        client = IngestClient(base_url)
+        try:
+            while True:
+                i = next(counter)
+                if i >= count:
+                    return
+                if rate:
+                    delay = start + i / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                sent = post_event(client)
+                with lock:
+                    results.append(sent)
+        finally:
+            client.close()
 
     pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
     for t in pool:

@@ -10,11 +10,10 @@ import time
 from dataclasses import dataclass, field
 
 import redis
-import requests
 from rq import Queue
 
 from . import baselines
-from .load import Database, ingest_many, post_event
+from .load import Database, IngestClient, ingest_many, post_event
 from .procs import (
     BIN,
     LOG_DIR,
@@ -341,7 +340,9 @@ def s6_prepare(env: Env) -> None:
 def s6_fanout(env: Env, workers: list[Child]) -> dict:
     n = env.plan.s6_endpoints
     env.receivers.reset()
-    sent = post_event(requests.Session(), env.web.url)
+    client = IngestClient(env.web.url)
+    sent = post_event(client)
+    client.close()
     if sent.status != 202:
         raise RuntimeError(f"ingest answered {sent.status}")
     env.receivers.wait_count("fast", n, 120)
