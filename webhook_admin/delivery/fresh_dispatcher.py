@@ -32,12 +32,12 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import utcformat
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..models import Delivery
 from ..queues import STALE_QUEUED_SECONDS
+from .attempt import endpoints_of
 from .runner import DeliveryRunner
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ BLOCK_SECONDS = 1
 # A popped job's hash outlives the sweeper's staleness window, then goes (the database
 # records everything about the delivery from the claim on).
 POPPED_JOB_TTL_SECONDS = 2 * STALE_QUEUED_SECONDS
-deliveries = Delivery.__table__
-ENDPOINTS_OF = select(deliveries.c.id, deliveries.c.endpoint_id).where(
-    deliveries.c.id.in_(bindparam("ids", expanding=True))
-)
 
 
 def delivery_id_of(job_id: str) -> int | None:
@@ -106,12 +102,7 @@ class FreshDispatcher(threading.Thread):
             try:
                 self.runner.claim_and_start(self._db(), group)
             except SQLAlchemyError as exc:
-                # Unclaimed, so still due in the database: the sweeper queues them again.
-                log.warning(
-                    "database unavailable, %d deliveries left to the sweeper: %s", len(group), exc
-                )
-                self._close_connection()
-                self._stop_event.wait(2)
+                self._database_down(len(group), exc)
             except RuntimeError:
                 return  # the runner shut down under us (warm shutdown); the same holds
 
@@ -135,15 +126,9 @@ class FreshDispatcher(threading.Thread):
         if not delivery_ids:
             return True
         try:
-            endpoint_ids = self._endpoints_of(delivery_ids)
+            endpoint_ids = endpoints_of(self._db(), delivery_ids)
         except SQLAlchemyError as exc:
-            # Popped ids stay due in the database; the sweeper queues them again.
-            log.warning(
-                "database unavailable, %d deliveries left to the sweeper: %s",
-                len(delivery_ids),
-                exc,
-            )
-            self._stop_event.wait(2)
+            self._database_down(len(delivery_ids), exc)
             return False
         # A delivery without a row is gone (retention or a reset database): nothing to send.
         pending.extend((d, endpoint_ids[d]) for d in delivery_ids if d in endpoint_ids)
@@ -156,12 +141,12 @@ class FreshDispatcher(threading.Thread):
             self._connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         return self._connection
 
-    def _endpoints_of(self, delivery_ids: list[int]) -> dict[int, int]:
-        try:
-            return dict(self._db().execute(ENDPOINTS_OF, {"ids": delivery_ids}).all())
-        except SQLAlchemyError:
-            self._close_connection()  # a fresh one next time (the database may be back)
-            raise
+    def _database_down(self, dropped: int, exc: Exception) -> None:
+        """Popped deliveries that were not claimed are still due in the database: the sweeper
+        queues them again. Start over on a new connection after a pause."""
+        log.warning("database unavailable, %d deliveries left to the sweeper: %s", dropped, exc)
+        self._close_connection()
+        self._stop_event.wait(2)
 
     def _close_connection(self) -> None:
         if self._connection is not None:
@@ -170,11 +155,10 @@ class FreshDispatcher(threading.Thread):
             self._connection = None
 
     def _take_batch(self, block: bool = True) -> list[str]:
-        raw = self.redis.lpop(self.queue_key, self.batch)
+        raw = self.redis.lpop(self.queue_key, self.batch) or []
         if not raw and block:
             popped = self.redis.blpop([self.queue_key], timeout=BLOCK_SECONDS)
             raw = [popped[1]] if popped else []
-        raw = raw or []
         job_ids = [value.decode() for value in raw]
         if job_ids:
             started = utcformat(datetime.now(UTC))

@@ -85,7 +85,7 @@ class EndpointCache:
         self._max = max_entries
         self._lock = threading.Lock()
         self._items: dict[int, EndpointSnapshot] = {}
-        self.reads = 0  # snapshots read from the database (tests and metrics)
+        self.reads = 0  # snapshots read from the database (tests count them)
 
     def get(self, endpoint_id: int, version: datetime) -> EndpointSnapshot:
         """The snapshot for this version, read (in the caller's transaction) if not held."""

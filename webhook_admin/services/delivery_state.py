@@ -53,14 +53,11 @@ def live_endpoint_ids():
 
 deliveries = Delivery.__table__
 endpoints = Endpoint.__table__
-# The claim, built once as a Core statement (the hot path: no ORM bulk-update machinery).
-# RETURNING hands back what the attempt needs without a second round trip, including the
-# endpoint's updated_at, so the worker knows whether its cached copy of the endpoint is
-# current as of the claim, and the endpoint's health as of the claim.
 events = Event.__table__
 
 
 def _endpoint_column(column):
+    """The claimed delivery's endpoint column, in the claim's RETURNING."""
     return select(column).where(endpoints.c.id == deliveries.c.endpoint_id).scalar_subquery()
 
 
@@ -71,7 +68,12 @@ def _event_column(column):
 
 
 def _claim(which):
-    """Claim the deliveries `which` selects, if waiting, due and their endpoint enabled."""
+    """Claim the deliveries `which` selects, if waiting, due and their endpoint enabled.
+
+    Built once as a Core statement (the hot path: no ORM bulk-update machinery). RETURNING
+    hands back what the attempt needs without a second round trip: the endpoint's
+    updated_at (is the worker's cached copy current?), the event's columns, and the
+    endpoint's health as of the claim."""
     return (
         update(deliveries)
         .where(
@@ -119,7 +121,8 @@ def _claim_params(lease_seconds: float) -> dict:
 
 def _claim_of(row, token: str) -> Claim:
     # The statement returns the fields in order, the endpoint's health last.
-    fields, health = row[:-4], EndpointHealth(*row[-4:])
+    split = len(row) - len(EndpointHealth._fields)
+    fields, health = row[:split], EndpointHealth(*row[split:])
     return Claim(fields[0], token, *fields[1:], endpoint_health=health)
 
 
