@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from tests.support.receiver import Receiver, Reply
 from webhook_admin.delivery.endpoint_gate import EndpointGate
 from webhook_admin.delivery.runner import DeliveryRunner
@@ -20,6 +22,29 @@ class FakeClock:
 
     def __call__(self):
         return self.now
+
+
+class HangingReceiver:
+    """A receiver that holds every request until `release()` (or 10 s)."""
+
+    def __init__(self):
+        self._released = threading.Event()
+        self.receiver = Receiver(self._hang).start()
+
+    def _hang(self, request):
+        self._released.wait(10)
+        return Reply()
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.fixture
+def hanging():
+    running = HangingReceiver()
+    yield running
+    running.release()
+    running.receiver.stop()
 
 
 def test_gate_parks_over_the_cap_and_hands_back_in_order():
@@ -57,17 +82,11 @@ def test_a_timed_out_endpoint_stays_capped_until_it_answers_in_time():
 
 
 def test_a_hanging_endpoint_holds_at_most_its_cap_while_a_healthy_one_flows(
-    environ, app, post_event
+    environ, app, post_event, hanging
 ):
     from webhook_admin import create_app
 
-    release = threading.Event()
-
-    def hang_until_released(request):
-        release.wait(10)
-        return Reply()
-
-    slow = Receiver(hang_until_released).start()
+    slow = hanging.receiver
     fast = Receiver().start()
     try:
         for url, event in ((slow.url, "transaction.declined"), (fast.url, "transaction.approved")):
@@ -84,16 +103,16 @@ def test_a_hanging_endpoint_holds_at_most_its_cap_while_a_healthy_one_flows(
         fast.wait_for(6, timeout=10)  # the healthy endpoint is served while the slow one hangs
         time.sleep(0.3)
         assert len(slow.requests) == 4  # only the cap reached the hanging endpoint
-        release.set()
+        hanging.release()
         slow.wait_for(6, timeout=10)  # the parked ones go out as slots free
         runner.shutdown()
     finally:
-        release.set()
-        slow.stop()
         fast.stop()
 
 
-def test_batch_claims_send_each_delivery_once_and_park_over_the_cap(environ, app, post_event):
+def test_batch_claims_send_each_delivery_once_and_park_over_the_cap(
+    environ, app, post_event, hanging
+):
     """The dispatcher's path: reserve threads, claim a group in one statement, start each.
     A delivery listed twice is sent once; over the endpoint's cap the rest are parked
     unclaimed and go out as slots free; one that cannot be claimed gives its slot back."""
@@ -102,48 +121,36 @@ def test_batch_claims_send_each_delivery_once_and_park_over_the_cap(environ, app
     from webhook_admin import create_app
     from webhook_admin.models import Delivery
 
-    release = threading.Event()
-
-    def hang_until_released(request):
-        release.wait(10)
-        return Reply()
-
-    receiver = Receiver(hang_until_released).start()
-    try:
-        endpoint = create_endpoint(EndpointInput(receiver.url, ["transaction.declined"]), "test")[0]
-        db.session.commit()
-        for n in range(5):
-            post_event("transaction.declined", event_id=f"evt_batch_{n}")
-        ids = list(db.session.scalars(select(Delivery.id).order_by(Delivery.id)))
-        db.session.execute(  # the last one is already done: it cannot be claimed
-            update(Delivery).where(Delivery.id == ids[-1]).values(status="succeeded")
-        )
-        db.session.commit()
-        capped = create_app(environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "3"})
-        runner = DeliveryRunner(capped, threads=8)
-        # 6 entries, 5 ids: the first one twice, then the done one (admitted, then not
-        # claimable: it hands its endpoint slot to a parked one).
-        group = [(i, endpoint.id) for i in [ids[0], ids[0], ids[-1], *ids[1:-1]]]
-        assert runner.reserve(len(group)) == len(group)
-        with capped.app_context(), db.engine.connect() as connection:
-            runner.claim_and_start(
-                connection.execution_options(isolation_level="AUTOCOMMIT"), group
-            )
-        receiver.wait_for(3, timeout=10)
-        time.sleep(0.3)
-        assert len(receiver.requests) == 3  # the cap; the last one waits unclaimed
-        assert runner.gate.parked_count() == 1
-        db.session.rollback()
-        statuses = dict(db.session.execute(select(Delivery.id, Delivery.status)).all())
-        assert sorted(statuses.values()) == ["in_flight"] * 3 + ["pending", "succeeded"]
-        release.set()
-        receiver.wait_for(4, timeout=10)
-        runner.shutdown()
-        time.sleep(0.2)
-        assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
-            f"evt_batch_{n}" for n in range(4)
-        )
-        assert runner.reserve(8) == 8  # every reserved thread was given back
-    finally:
-        release.set()
-        receiver.stop()
+    receiver = hanging.receiver
+    endpoint = create_endpoint(EndpointInput(receiver.url, ["transaction.declined"]), "test")[0]
+    db.session.commit()
+    for n in range(5):
+        post_event("transaction.declined", event_id=f"evt_batch_{n}")
+    ids = list(db.session.scalars(select(Delivery.id).order_by(Delivery.id)))
+    db.session.execute(  # the last one is already done: it cannot be claimed
+        update(Delivery).where(Delivery.id == ids[-1]).values(status="succeeded")
+    )
+    db.session.commit()
+    capped = create_app(environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "3"})
+    runner = DeliveryRunner(capped, threads=8)
+    # 6 entries, 5 ids: the first one twice, then the done one (admitted, then not
+    # claimable: it hands its endpoint slot to a parked one).
+    group = [(i, endpoint.id) for i in [ids[0], ids[0], ids[-1], *ids[1:-1]]]
+    assert runner.reserve(len(group)) == len(group)
+    with capped.app_context(), db.engine.connect() as connection:
+        runner.claim_and_start(connection.execution_options(isolation_level="AUTOCOMMIT"), group)
+    receiver.wait_for(3, timeout=10)
+    time.sleep(0.3)
+    assert len(receiver.requests) == 3  # the cap; the last one waits unclaimed
+    assert runner.gate.parked_count() == 1
+    db.session.rollback()
+    statuses = dict(db.session.execute(select(Delivery.id, Delivery.status)).all())
+    assert sorted(statuses.values()) == ["in_flight"] * 3 + ["pending", "succeeded"]
+    hanging.release()
+    receiver.wait_for(4, timeout=10)
+    runner.shutdown()
+    time.sleep(0.2)
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
+        f"evt_batch_{n}" for n in range(4)
+    )
+    assert runner.reserve(8) == 8  # every reserved thread was given back
