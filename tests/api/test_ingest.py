@@ -105,13 +105,18 @@ def test_twenty_concurrent_copies_create_one_event(app, environ):
     headers = signed_headers(body, "evt_race")
     results = []
     barrier = threading.Barrier(20)
+    # One app per client, built here one at a time (as gunicorn builds one per process):
+    # building them in 20 threads at once made werkzeug compile URL rules with ast.parse
+    # concurrently, which CPython 3.11.7 can fail ("AST constructor recursion depth
+    # mismatch", python/cpython#106905): that thread's request was never sent and the
+    # barrier waited until the test timed out (seen once on a fresh clone).
+    clients = [create_app(environ).test_client() for _ in range(20)]
 
-    def send():
-        client = create_app(environ).test_client()
+    def send(client):
         barrier.wait()
         results.append(post_raw(client, body, headers))
 
-    threads = [threading.Thread(target=send) for _ in range(20)]
+    threads = [threading.Thread(target=send, args=(client,)) for client in clients]
     for t in threads:
         t.start()
     for t in threads:
