@@ -49,6 +49,7 @@ def hanging():
 
 def test_gate_parks_over_the_cap_and_hands_back_in_order():
     gate = EndpointGate(cap=2)
+    gate.note_result(1, timed_out=False)  # answered in time before: the full cap
     first, _second = gate.enter(1, 10), gate.enter(1, 11)
     assert first is not None and _second is not None
     assert gate.enter(1, 12) is None and gate.enter(1, 13) is None
@@ -60,11 +61,24 @@ def test_gate_parks_over_the_cap_and_hands_back_in_order():
 def test_an_endpoint_slow_to_answer_gets_a_quarter_of_the_cap():
     clock = FakeClock()
     gate = EndpointGate(cap=8, slow_after=1.0, clock=clock)
+    gate.note_result(1, timed_out=False)
+    gate.note_result(2, timed_out=False)
     assert gate.enter(1, 10) is not None  # in flight, no answer yet
     clock.now += 1.5  # its oldest request has waited past slow_after
     assert gate.enter(1, 11) is not None
     assert gate.enter(1, 12) is None  # 2 in flight = 8 // 4: parked
-    assert gate.enter(2, 20) is not None  # a fresh endpoint still gets the full cap
+    assert all(gate.enter(2, n) is not None for n in range(20, 28))  # another keeps 8
+
+
+def test_an_endpoint_starts_slow_until_its_first_answer_in_time():
+    gate = EndpointGate(cap=8)
+    tickets = [gate.enter(1, n) for n in range(4)]
+    assert tickets[2:] == [None, None]  # never answered here: a quarter of the cap
+    gate.note_result(1, timed_out=True)  # a timeout is no answer
+    assert gate.enter(1, 4) is None
+    gate.note_result(1, timed_out=False)
+    # Answered in time: the full cap, so one leave hands back every parked delivery.
+    assert gate.leave(1, tickets[0]) == [2, 3, 4]
 
 
 def test_a_timed_out_endpoint_stays_capped_until_it_answers_in_time():
@@ -81,16 +95,18 @@ def test_a_timed_out_endpoint_stays_capped_until_it_answers_in_time():
     assert gate.parked_count() == 0
 
 
+@pytest.mark.parametrize(("answered_before", "held"), [(True, 4), (False, 1)])
 def test_a_hanging_endpoint_holds_at_most_its_cap_while_a_healthy_one_flows(
-    environ, app, post_event, hanging
+    environ, app, post_event, hanging, answered_before, held
 ):
+    """The cap is 4; an endpoint that never answered in this process gets a quarter."""
     from webhook_admin import create_app
 
     slow = hanging.receiver
     fast = Receiver().start()
     try:
-        for url, event in ((slow.url, "transaction.declined"), (fast.url, "transaction.approved")):
-            create_endpoint(EndpointInput(url, [event]), "test")
+        slow_endpoint = create_endpoint(EndpointInput(slow.url, ["transaction.declined"]), "t")[0]
+        create_endpoint(EndpointInput(fast.url, ["transaction.approved"]), "test")
         db.session.commit()
         for n in range(6):
             post_event("transaction.declined", event_id=f"evt_slow_{n}")
@@ -98,11 +114,13 @@ def test_a_hanging_endpoint_holds_at_most_its_cap_while_a_healthy_one_flows(
             post_event("transaction.approved", event_id=f"evt_fast_{n}")
         capped = create_app(environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "4"})
         runner = DeliveryRunner(capped, threads=6)
+        if answered_before:
+            runner.gate.note_result(slow_endpoint.id, timed_out=False)
         for delivery_id in range(1, 13):
             runner.submit(delivery_id)
         fast.wait_for(6, timeout=10)  # the healthy endpoint is served while the slow one hangs
         time.sleep(0.3)
-        assert len(slow.requests) == 4  # only the cap reached the hanging endpoint
+        assert len(slow.requests) == held  # only the cap reached the hanging endpoint
         hanging.release()
         slow.wait_for(6, timeout=10)  # the parked ones go out as slots free
         runner.shutdown()
@@ -133,6 +151,7 @@ def test_batch_claims_send_each_delivery_once_and_park_over_the_cap(
     db.session.commit()
     capped = create_app(environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "3"})
     runner = DeliveryRunner(capped, threads=8)
+    runner.gate.note_result(endpoint.id, timed_out=False)  # out of slow start: the cap is 3
     # 6 entries, 5 ids: the first one twice, then the done one (admitted, then not
     # claimable: it hands its endpoint slot to a parked one).
     group = [(i, endpoint.id) for i in [ids[0], ids[0], ids[-1], *ids[1:-1]]]
@@ -154,3 +173,52 @@ def test_batch_claims_send_each_delivery_once_and_park_over_the_cap(
         f"evt_batch_{n}" for n in range(4)
     )
     assert runner.reserve(8) == 8  # every reserved thread was given back
+
+
+def test_a_give_back_that_frees_several_parked_deliveries_sends_them_all(
+    environ, app, post_event, receiver
+):
+    """The dispatcher reserved every thread; one delivery of its batch cannot be claimed,
+    and giving its endpoint slot back frees three parked deliveries (the cap grew on an
+    answer). The first takes the reserved thread, the others wait for threads until the
+    batch is started; all go out and every thread comes back. (The deadlock this path and
+    the delivery threads' could reach is covered by tests/faults/test_claim_race.py, which
+    stalled 2 runs in 6 before: docs/decisions.md.)"""
+    from sqlalchemy import select, update
+
+    from webhook_admin import create_app
+    from webhook_admin.models import Delivery
+
+    endpoint = create_endpoint(EndpointInput(receiver.url, ["transaction.declined"]), "test")[0]
+    db.session.commit()
+    for n in range(7):
+        post_event("transaction.declined", event_id=f"evt_hand_{n}")
+    ids = list(db.session.scalars(select(Delivery.id).order_by(Delivery.id)))
+    done, parked, batch = ids[0], ids[1:4], ids[4:]
+    db.session.execute(update(Delivery).where(Delivery.id == done).values(status="succeeded"))
+    db.session.commit()
+    runner = DeliveryRunner(create_app(environ), threads=4)  # cap 8, 2 while never answered
+    held = [runner.gate.enter(endpoint.id, n) for n in (-1, -2)]  # two in flight elsewhere
+    assert [runner.gate.enter(endpoint.id, n) for n in parked] == [None] * 3
+    runner.gate.note_result(endpoint.id, timed_out=False)  # an answer: the cap is 8 again
+    group = [(n, endpoint.id) for n in (done, *batch)]
+    assert runner.reserve(len(group)) == 4  # every thread of the runner
+    finished = threading.Event()
+
+    def dispatch():
+        with runner.app.app_context(), db.engine.connect() as connection:
+            runner.claim_and_start(
+                connection.execution_options(isolation_level="AUTOCOMMIT"), group
+            )
+        finished.set()
+
+    threading.Thread(target=dispatch, daemon=True).start()
+    assert finished.wait(10), "claim_and_start never returned"
+    receiver.wait_for(6, timeout=10)
+    for ticket in held:
+        runner.gate.leave(endpoint.id, ticket)
+    runner.shutdown()
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
+        f"evt_hand_{n}" for n in range(1, 7)
+    )
+    assert runner.reserve(4) == 4  # every thread was given back

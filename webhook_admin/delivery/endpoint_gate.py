@@ -7,7 +7,13 @@ in the database, so a crash loses nothing) and handed back when that endpoint fr
 A slow endpoint gets a smaller cap (a quarter of the normal one, at least 1): one whose
 oldest request in flight has waited `slow_after` seconds, or whose last attempt timed out
 (until it answers in time again). Ten endpoints that never answer then hold 10 x 2 threads
-of a process instead of 10 x 8, which would be more than the whole pool."""
+of a process instead of 10 x 8, which would be more than the whole pool.
+
+An endpoint starts slow too, until its first answer in time in this process ("slow start",
+as TCP does): otherwise endpoints that never answer hold their whole cap for the first
+`slow_after` seconds after a worker starts, and again until their first timeout, which
+stalls everybody else exactly when a backlog is being worked off. A healthy endpoint
+leaves it with its first answer: one round trip at a quarter of the cap."""
 
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ class EndpointGate:
         self._active: dict[int, list[float]] = {}
         self._parked: defaultdict[int, deque[int]] = defaultdict(deque)
         self._timed_out: set[int] = set()
+        self._answered: set[int] = set()  # answered in time at least once: out of slow start
 
     def enter(self, endpoint_id: int, delivery_id: int) -> float | None:
         """Take a slot for the endpoint (returns its ticket for `leave`), or park the
@@ -48,6 +55,7 @@ class EndpointGate:
                 self._timed_out.add(endpoint_id)
             else:
                 self._timed_out.discard(endpoint_id)
+                self._answered.add(endpoint_id)
 
     def leave(self, endpoint_id: int, ticket: float) -> list[int]:
         """Free the slot; returns the parked deliveries of the endpoint that may go now
@@ -71,7 +79,7 @@ class EndpointGate:
             return released
 
     def _cap_for(self, endpoint_id: int, active: list[float], now: float) -> int:
-        if endpoint_id in self._timed_out:
+        if endpoint_id in self._timed_out or endpoint_id not in self._answered:
             return self.slow_cap
         if active and now - active[0] >= self.slow_after:
             return self.slow_cap

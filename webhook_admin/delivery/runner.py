@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 
 from flask import Flask
 
@@ -78,11 +80,26 @@ class DeliveryRunner:
         """Hand a delivery to a free thread; blocks while all threads are busy (backpressure).
         The caller passes the endpoint id when it knows it (saves a read)."""
         self._slots.acquire()
+        self._start_in_slot(delivery_id, endpoint_id)
+
+    def _start_in_slot(self, delivery_id: int, endpoint_id: int | None) -> None:
+        """Start a delivery on a thread whose slot the caller already holds."""
         try:
             self._executor.submit(self._run, delivery_id, endpoint_id)
         except RuntimeError:  # shutting down: the sweeper will pick it up again
             self._slots.release()
             raise
+
+    def _start_on_free_threads(self, endpoint_id: int, delivery_ids) -> list[int]:
+        """Start these deliveries on free threads, without waiting for one; returns those
+        left without a thread."""
+        left = []
+        for delivery_id in delivery_ids:
+            if self._slots.acquire(blocking=False):
+                self._start_in_slot(delivery_id, endpoint_id)
+            else:
+                left.append(delivery_id)
+        return left
 
     # --- batches: the fresh dispatcher claims many deliveries in one statement -------------
 
@@ -115,6 +132,16 @@ class DeliveryRunner:
                 admitted.append((delivery_id, endpoint_id, ticket))
         if not admitted:
             return
+        later: list[tuple[int, int]] = []
+        try:
+            self._claim_and_start_admitted(connection, admitted, later)
+        finally:
+            # Parked deliveries that found no thread. Waiting for one is safe only now: no
+            # thread is still reserved by this call, so we cannot be waiting on ourselves.
+            for delivery_id, endpoint_id in later:
+                self.submit(delivery_id, endpoint_id)
+
+    def _claim_and_start_admitted(self, connection, admitted, later: list) -> None:
         try:
             with serialized_writes():
                 claims = claim_deliveries(
@@ -122,12 +149,12 @@ class DeliveryRunner:
                 )
         except Exception:
             for _, endpoint_id, ticket in admitted:
-                self._give_back(endpoint_id, ticket)
+                later.extend(self._give_back(endpoint_id, ticket))
             raise
         for delivery_id, endpoint_id, ticket in admitted:
             claim = claims.get(delivery_id)
             if claim is None:  # taken by someone else, not due, or its endpoint disabled
-                self._give_back(endpoint_id, ticket)
+                later.extend(self._give_back(endpoint_id, ticket))
                 continue
             try:
                 self._executor.submit(self._run_claimed, claim, ticket)
@@ -135,12 +162,16 @@ class DeliveryRunner:
                 self._give_back(endpoint_id, ticket)
                 raise
 
-    def _give_back(self, endpoint_id: int, ticket: float) -> None:
-        """A reserved thread and an endpoint slot that were not used after all."""
-        next_ids = self.gate.leave(endpoint_id, ticket)
-        self._slots.release()
-        for next_id in next_ids:
-            self.submit(next_id, endpoint_id)
+    def _give_back(self, endpoint_id: int, ticket: float) -> list[tuple[int, int]]:
+        """A reserved thread and an endpoint slot that were not used after all. The thread
+        goes to a parked delivery of the endpoint if the slot freed one; returns the parked
+        deliveries that found no free thread, for the caller to start later."""
+        parked = deque(self.gate.leave(endpoint_id, ticket))
+        if parked:
+            self._start_in_slot(parked.popleft(), endpoint_id)
+        else:
+            self._slots.release()
+        return [(d, endpoint_id) for d in self._start_on_free_threads(endpoint_id, parked)]
 
     # --- on a delivery thread --------------------------------------------------------------
 
@@ -161,7 +192,7 @@ class DeliveryRunner:
             known = endpoint_id if endpoint_id is not None else endpoint_of(delivery_id)
             if known is None:
                 return None, []
-            return known, self._attempt_within_endpoint_cap(delivery_id, known)
+            return self._attempt_parked(delivery_id, known)
 
         self._on_thread(delivery_id, attempt, release)
 
@@ -177,28 +208,43 @@ class DeliveryRunner:
         self._on_thread(claim.delivery_id, attempt)
 
     def _on_thread(self, delivery_id: int, attempt, release: bool = True) -> None:
-        """Run `attempt` (returns the endpoint and its parked deliveries that may go now)
-        with the thread's bookkeeping; then run those parked deliveries."""
+        """Run `attempt` (returns the endpoint and its parked deliveries that may go now),
+        then those parked deliveries: on free threads when there are any, else one after
+        the other on this thread. A delivery thread never waits for a free thread: every
+        free one may be reserved by the dispatcher, which may be waiting for this one."""
+        try:
+            endpoint_id, parked = self._attempt_on_thread(delivery_id, attempt)
+            waiting = deque(parked)
+            while waiting:
+                next_id = waiting.popleft()
+                if release:
+                    waiting = deque(self._start_on_free_threads(endpoint_id, waiting))
+                _, more = self._attempt_on_thread(
+                    next_id, partial(self._attempt_parked, next_id, endpoint_id)
+                )
+                waiting.extend(more)
+        finally:
+            if release:
+                self._slots.release()
+
+    def _attempt_on_thread(self, delivery_id: int, attempt) -> tuple[int | None, list[int]]:
+        """`attempt` with the thread's bookkeeping: in-flight name, crash log, session end."""
         thread = threading.current_thread().name
         self.in_flight[thread] = delivery_id
-        endpoint_id, next_ids = None, []
         try:
-            endpoint_id, next_ids = attempt()
+            return attempt()
         except Exception:
             # Not swallowed: the claim's lease expires and the sweeper records the attempt
             # as interrupted and sends it again. Log it for the operator.
             log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
             db.session.rollback()
+            return None, []
         finally:
             db.session.close()  # ends any transaction, forgets this delivery's objects
             self.in_flight.pop(thread, None)
-            if release:
-                self._slots.release()
-        for next_id in next_ids:
-            if release:
-                self.submit(next_id, endpoint_id)
-            else:
-                self.run_inline(next_id, endpoint_id)
+
+    def _attempt_parked(self, delivery_id: int, endpoint_id: int) -> tuple[int, list[int]]:
+        return endpoint_id, self._attempt_within_endpoint_cap(delivery_id, endpoint_id)
 
     def _attempt_within_endpoint_cap(self, delivery_id: int, endpoint_id: int) -> list[int]:
         """Attempt unless the endpoint is at its cap (then the delivery is parked, unclaimed);
