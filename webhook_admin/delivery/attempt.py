@@ -84,15 +84,12 @@ def claim_for_attempt(
     """Claim (committed) if the delivery is waiting, due and its endpoint enabled, with the
     endpoint and the event body as of the claim (or newer).
 
-    In autocommit: the claim is one conditional UPDATE, atomic on its own, and the reads that
-    follow need no snapshot of their own, so BEGIN and COMMIT would only add two round trips
-    (a third of the claim's cost)."""
-    use_autocommit()
-    try:
-        with serialized_writes():
-            claim = claim_delivery(delivery_id, settings.lease_duration)
-    finally:
-        db.session.commit()  # gives the connection back (nothing left to commit)
+    On a pooled connection in autocommit, outside the session: the claim is one conditional
+    UPDATE, atomic on its own, so BEGIN and COMMIT would only add two round trips (a third
+    of the claim's cost), and the session's transaction bookkeeping around it was ~9 % of a
+    worker's CPU."""
+    with serialized_writes(), autocommit_connection() as connection:
+        claim = claim_delivery(connection, delivery_id, settings.lease_duration)
     if claim is None:
         return None
     return work_for(claim, endpoints, envelopes)
@@ -110,20 +107,15 @@ def work_for(claim: Claim, endpoints: EndpointCache, envelopes: EnvelopeCache) -
             db.session.commit()  # no connection is held while we send
 
 
-def use_autocommit() -> None:
-    """Run the session's next statements in autocommit, until its next commit."""
-    if db.session().in_transaction():
-        options = db.session.connection().get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            return
-        db.session.commit()
-    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+def autocommit_connection():
+    """A pooled connection in autocommit (use it in a `with`: closing gives it back)."""
+    return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def endpoint_of(delivery_id: int) -> int | None:
     """The delivery's endpoint: a primary-key read, cheaper than a claim given back."""
-    use_autocommit()
-    return endpoints_of(db.session.connection(), [delivery_id]).get(delivery_id)
+    with autocommit_connection() as connection:
+        return endpoints_of(connection, [delivery_id]).get(delivery_id)
 
 
 deliveries = Delivery.__table__

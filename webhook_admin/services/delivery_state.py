@@ -78,7 +78,9 @@ def _claim(which):
         update(deliveries)
         .where(
             which,
-            deliveries.c.status.in_(DeliveryStatus.WAITING),
+            # Not `status.in_(WAITING)`: a literal list becomes an expanding parameter that
+            # SQLAlchemy re-renders into the SQL on every execution (5 % of a worker's CPU).
+            or_(*(deliveries.c.status == status for status in DeliveryStatus.WAITING)),
             or_(
                 deliveries.c.next_attempt_at.is_(None),
                 deliveries.c.next_attempt_at <= bindparam("now"),
@@ -126,10 +128,11 @@ def _claim_of(row, token: str) -> Claim:
     return Claim(fields[0], token, *fields[1:], endpoint_health=health)
 
 
-def claim_delivery(delivery_id: int, lease_seconds: float) -> Claim | None:
-    """Take the delivery if it is waiting, due and its endpoint enabled; None otherwise."""
+def claim_delivery(connection, delivery_id: int, lease_seconds: float) -> Claim | None:
+    """Take the delivery if it is waiting, due and its endpoint enabled; None otherwise
+    (on `connection`, in autocommit: the claim is committed when it returns)."""
     params = _claim_params(lease_seconds)
-    row = db.session.connection().execute(CLAIM, {"delivery_id": delivery_id, **params}).first()
+    row = connection.execute(CLAIM, {"delivery_id": delivery_id, **params}).first()
     return None if row is None else _claim_of(row, params["token"])
 
 
