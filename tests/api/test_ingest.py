@@ -97,6 +97,35 @@ def test_same_webhook_id_with_a_different_body_is_a_409(app, post_event):
     assert "different body" in response.get_json()["error"]
 
 
+def test_a_webhook_id_keeps_its_first_answer_after_its_type_is_archived(app, post_event):
+    """Ingest validates before it inserts; a retry of an accepted event must still get its
+    first result, not the 400 that a new event of an archived type gets."""
+    from webhook_admin.models import EventType
+
+    add_endpoint()
+    first = post_event(event_id="evt_then_archived", data={"a": 1})
+    event_type = db.session.scalar(
+        select(EventType).where(EventType.name == "transaction.approved")
+    )
+    event_type.archived = True
+    db.session.commit()
+    again = post_event(event_id="evt_then_archived", data={"a": 1})
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.get_json() == first.get_json() == {"id": "evt_then_archived", "deliveries": 1}
+    other_body = post_event(event_id="evt_then_archived", data={"a": 2})
+    assert other_body.status_code == 409
+    assert post_event(event_id="evt_new_of_archived").status_code == 400
+    assert count(Event) == 1 and count(Delivery) == 1
+
+
+def test_an_accepted_webhook_id_with_an_invalid_body_is_a_409_not_a_400(app, client, post_event):
+    post_event(event_id="evt_then_garbage")
+    body = b'{"type": "no.such.type"}'
+    response = post_raw(client, body, signed_headers(body, "evt_then_garbage"))
+    assert response.status_code == 409
+    assert "different body" in response.get_json()["error"]
+
+
 def test_twenty_concurrent_copies_create_one_event(app, environ):
     from webhook_admin import create_app
 

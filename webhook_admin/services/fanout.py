@@ -2,34 +2,79 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import and_, bindparam, exists, insert, or_, select
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Delivery, DeliveryStatus, Endpoint, Trigger, endpoint_event_types
+from ..models import (
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EventType,
+    Trigger,
+    endpoint_event_types,
+)
 
-# Built once (ingest runs it for every event): enabled, live endpoints subscribed to the type
-# (by name or by whole category) whose merchant filter, if any, is the event's merchant.
-MATCHING_ENDPOINTS = (
-    select(Endpoint.id)
-    .where(
+event_types = EventType.__table__
+
+
+def _subscribed(type_id, category_id, merchant_id):
+    """Enabled, live endpoints subscribed to the type (by name or by whole category) whose
+    merchant filter, if any, is the event's merchant."""
+    return and_(
         Endpoint.enabled.is_(True),
         Endpoint.deleted_at.is_(None),
         or_(
             exists().where(
                 endpoint_event_types.c.endpoint_id == Endpoint.id,
-                endpoint_event_types.c.event_type_id == bindparam("type_id"),
+                endpoint_event_types.c.event_type_id == type_id,
             ),
-            and_(
-                Endpoint.all_category_events.is_(True),
-                Endpoint.category_id == bindparam("category_id"),
-            ),
+            and_(Endpoint.all_category_events.is_(True), Endpoint.category_id == category_id),
         ),
         # A NULL merchant compares false here, leaving only endpoints without a filter.
-        or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == bindparam("merchant_id")),
+        or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == merchant_id),
     )
+
+
+# Built once: the endpoints an event of a known type goes to.
+MATCHING_ENDPOINTS = (
+    select(Endpoint.id)
+    .where(_subscribed(bindparam("type_id"), bindparam("category_id"), bindparam("merchant_id")))
     .order_by(Endpoint.id)
 )
+
+# Ingest's one read (the hottest request of the web app): the event type by name with its
+# subscribers. No row: unknown type; one row with a NULL endpoint: nobody subscribes.
+TYPE_AND_SUBSCRIBERS = (
+    select(event_types.c.id, event_types.c.category_id, event_types.c.archived, Endpoint.id)
+    .select_from(event_types)
+    .outerjoin(
+        Endpoint,
+        _subscribed(event_types.c.id, event_types.c.category_id, bindparam("merchant_id")),
+    )
+    .where(event_types.c.name == bindparam("name"))
+    .order_by(Endpoint.id)
+)
+
+
+@dataclass(frozen=True)
+class TypeAndSubscribers:
+    type_id: int
+    archived: bool
+    endpoint_ids: list[int]
+
+
+def type_and_subscribers(connection, name: str, merchant_id: str | None):
+    """The event type `name` and the endpoints its events go to; None if no such type."""
+    rows = connection.execute(
+        TYPE_AND_SUBSCRIBERS, {"name": name, "merchant_id": merchant_id}
+    ).all()
+    if not rows:
+        return None
+    ids = [row[3] for row in rows if row[3] is not None]
+    return TypeAndSubscribers(rows[0].id, rows[0].archived, ids)
 
 
 def matching_endpoint_ids(event_type, merchant_id: str | None) -> list[int]:
@@ -63,7 +108,8 @@ def create_deliveries(
         for endpoint_id in endpoint_ids
     ]
     # One multi-row INSERT ... RETURNING (SQLAlchemy's insertmanyvalues): no read-back query.
-    inserted = db.session.execute(
+    # On the session's connection: a Core statement needs none of Session.execute's ORM steps.
+    inserted = db.session.connection().execute(
         insert(Delivery.__table__).returning(Delivery.__table__.c.id, sort_by_parameter_order=True),
         rows,
     )

@@ -8,16 +8,16 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Delivery, Event, EventType
-from .fanout import create_deliveries, matching_endpoint_ids
+from ..models import Delivery, Event
+from .fanout import TypeAndSubscribers, create_deliveries, type_and_subscribers
 
 log = logging.getLogger(__name__)
 MAX_ID_LENGTH = 255
-event_types = EventType.__table__
 
 
 class IngestError(ValueError):
@@ -77,16 +77,21 @@ def parse_occurred_at(raw: object) -> datetime | None:
 
 events = Event.__table__
 deliveries = Delivery.__table__
-# Core reads, built once: ingest is the hottest request the web app serves.
+# Core statements, built once: ingest is the hottest request the web app serves.
 EXISTING_DIGEST = select(events.c.body_sha256).where(events.c.id == bindparam("event_id"))
 DELIVERY_IDS = (
     select(deliveries.c.id)
     .where(deliveries.c.event_id == bindparam("event_id"))
     .order_by(deliveries.c.id)
 )
-EVENT_TYPE = select(event_types.c.id, event_types.c.category_id, event_types.c.archived).where(
-    event_types.c.name == bindparam("name")
-)
+# The event row, unless its id is taken: no row comes back then. One statement instead of
+# "is the id taken?" and an INSERT (the columns come from the parameters' keys).
+INSERT_NEW_EVENT = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(events)
+    .on_conflict_do_nothing(index_elements=[events.c.id])
+    .returning(events.c.id)
+    for dialect in (postgresql, sqlite)
+}
 
 
 def find_existing(event_id: str, digest: str) -> IngestResult | None:
@@ -103,40 +108,60 @@ def find_existing(event_id: str, digest: str) -> IngestResult | None:
 
 
 def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestResult:
-    """Store the event and its deliveries (flushed, not committed)."""
+    """Store the event and its deliveries (flushed, not committed); for a webhook-id seen
+    before, the first result (or IngestError 409 if it came with another body)."""
     if len(event_id) > MAX_ID_LENGTH:
         raise IngestError(f"webhook-id must be at most {MAX_ID_LENGTH} characters")
     digest = body_digest(body)
-    existing = find_existing(event_id, digest)
-    if existing is not None:
+    connection = db.session.connection()
+    try:
+        payload, occurred_at, routing = _validated(connection, body)
+    except IngestError:
+        # A webhook-id seen before keeps its first answer even if its type was archived
+        # since (or another body, invalid this time, came with it: 409).
+        existing = find_existing(event_id, digest)
+        if existing is None:
+            raise
         return existing
-    payload = parse_event_body(body)
-    type_name = payload["type"]
-    event_type = db.session.execute(EVENT_TYPE, {"name": type_name}).first()
-    if event_type is None:
-        raise IngestError(f"unknown event type {type_name!r}: add it to the catalog first")
-    if event_type.archived:
-        raise IngestError(f"event type {type_name!r} is archived and no longer accepted")
     now = utcnow()
-    merchant_id = payload.get("merchant_id")
-    occurred_at = parse_occurred_at(payload.get("occurred_at")) or now
-    endpoint_ids = matching_endpoint_ids(event_type, merchant_id)
-    # Core INSERTs: the hot path of ingest needs no ORM unit of work.
-    db.session.execute(
-        insert(Event.__table__).values(
-            id=event_id,
-            type=type_name,
-            data=payload.get("data", {}),
-            merchant_id=merchant_id,
-            occurred_at=occurred_at,
-            received_at=now,
-            body_sha256=digest,
-            source=source,
-            delivery_count=len(endpoint_ids),
-        )
-    )
-    delivery_ids = create_deliveries(event_id, endpoint_ids)
+    inserted = connection.execute(
+        INSERT_NEW_EVENT[connection.dialect.name],
+        {
+            "id": event_id,
+            "type": payload["type"],
+            "data": payload.get("data", {}),
+            "merchant_id": payload.get("merchant_id"),
+            "occurred_at": occurred_at or now,
+            "received_at": now,
+            "body_sha256": digest,
+            "source": source,
+            "delivery_count": len(routing.endpoint_ids),
+        },
+    ).first()
+    if inserted is None:  # accepted before (or by a concurrent request, now committed)
+        existing = find_existing(event_id, digest)
+        if existing is None:
+            raise IngestError(f"event {event_id!r} is being accepted, retry", status=409)
+        return existing
+    delivery_ids = create_deliveries(event_id, routing.endpoint_ids)
     log.info(
-        "event accepted event_id=%s type=%s deliveries=%d", event_id, type_name, len(delivery_ids)
+        "event accepted event_id=%s type=%s deliveries=%d",
+        event_id,
+        payload["type"],
+        len(delivery_ids),
     )
     return IngestResult(event_id, delivery_ids, created=True)
+
+
+def _validated(connection, body: bytes) -> tuple[dict, datetime | None, TypeAndSubscribers]:
+    """The parsed body, its time if given, and its type's subscribers; IngestError (400) if
+    any of them is refused."""
+    payload = parse_event_body(body)
+    occurred_at = parse_occurred_at(payload.get("occurred_at"))
+    type_name = payload["type"]
+    routing = type_and_subscribers(connection, type_name, payload.get("merchant_id"))
+    if routing is None:
+        raise IngestError(f"unknown event type {type_name!r}: add it to the catalog first")
+    if routing.archived:
+        raise IngestError(f"event type {type_name!r} is archived and no longer accepted")
+    return payload, occurred_at, routing
