@@ -58,8 +58,8 @@ class IngestClient:
         self._connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
-        # gunicorn's sync workers close the connection after each answer; http.client opens
-        # a new one on the next request by itself.
+        # gunicorn closes an idle keep-alive connection (and sync workers close every one
+        # after their answer); http.client opens a new one on the next request by itself.
         for last_try in (False, True):
             try:
                 self._connection.request("POST", path, body, headers)

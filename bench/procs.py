@@ -216,9 +216,11 @@ def migrate_and_seed(environ: dict[str, str]) -> None:
     flask_cli(environ, "catalog", "seed")
 
 
-# The production web server as docs/operations.md runs it: two sync workers per core (a
-# request spends part of its time waiting on the database; the second worker uses the core).
+# The production web server as docs/operations.md runs it: two workers per core (a request
+# spends part of its time waiting on the database; the second worker uses the core), each
+# with 4 threads and keep-alive (SoftPOS keeps its connection; a sync worker closes it).
 WEB_WORKERS = 2 * (os.cpu_count() or 1)
+WEB_WORKER_OPTIONS = ["-k", "gthread", "--threads", "4", "--keep-alive", "5"]
 
 
 class Gunicorn:
@@ -227,8 +229,8 @@ class Gunicorn:
         self.url = f"http://127.0.0.1:{self.port}"
         self.child = Child(
             name,
-            [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{self.port}"]
-            + ["wsgi:app"],
+            [str(BIN / "gunicorn"), "-w", str(workers), *WEB_WORKER_OPTIONS]
+            + ["-b", f"127.0.0.1:{self.port}", "wsgi:app"],
             environ,
         )
         wait_for(self._up, 30, 0.1, "gunicorn")

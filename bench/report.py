@@ -13,7 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from .procs import ROOT, WEB_WORKERS
+from .procs import ROOT, WEB_WORKER_OPTIONS, WEB_WORKERS
+
+WEB_COMMAND = f"gunicorn -w {WEB_WORKERS} {' '.join(WEB_WORKER_OPTIONS)} wsgi:app"
 
 DOCS = ROOT / "docs"
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -198,6 +200,7 @@ def machine_info(env) -> dict[str, str]:
         f"on this host, {settings.worker_threads} delivery threads each)",
         "nproc": str(env.plan.workers),
         "web_workers": WEB_WORKERS,
+        "web_command": WEB_COMMAND,
         "memory": mem,
         "cpu": cpu,
         "kernel": platform.release(),
@@ -276,7 +279,7 @@ def write_docs(rows, raw, errors, plan, machine, elapsed) -> None:
         f"- Python {machine['python']}, PostgreSQL {machine['postgresql']}, "
         f"SQLite {machine['sqlite']}, Redis {machine['redis']}; {machine['libraries']}",
         f"- Delivery workers: {machine.get('workers', '?')} unless a row says otherwise; web: "
-        f"`gunicorn -w {machine.get('web_workers', WEB_WORKERS)} wsgi:app`; database PostgreSQL "
+        f"`{machine.get('web_command', WEB_COMMAND)}`; database PostgreSQL "
         "unless a row says SQLite.",
         "- Everything (receivers, Redis, gunicorn, workers, peers, load generator) shares the "
         "same machine, so every figure includes the cost of the receivers and the database.",
