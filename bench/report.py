@@ -283,6 +283,7 @@ def write_docs(rows, raw, errors, plan, machine, elapsed) -> None:
         "unless a row says SQLite.",
         "- Everything (receivers, Redis, gunicorn, workers, peers, load generator) shares the "
         "same machine, so every figure includes the cost of the receivers and the database.",
+        core_checks_line(machine.get("core_checks", {})),
         "",
         "![throughput chart](benchmarks.svg)",
         "",
@@ -343,3 +344,16 @@ METHOD = """## How each figure is measured
 7. **Memory**: one `worker.py` process, 100 fast endpoints, events ingested while it works;
    VmRSS from /proc when the database count of succeeded deliveries passes each checkpoint.
    One run only."""
+
+
+def core_checks_line(checks: dict[str, float]) -> str:
+    """The core check before each scenario (bench/core_probe.py), as one line of the page."""
+    if not checks:
+        return "- Core check: not recorded in this run."
+    shown = ", ".join(f"{number}: {value:.2f}" for number, value in checks.items())
+    return (
+        "- Core check before each scenario (two copies of a CPU-bound loop at once, against "
+        f"one alone; 1.00 = both cores free, 0.50 = one core's worth): {shown}. The host's "
+        "cores are shared; a low value depresses our two-process figures and the peers', "
+        "not the single-threaded requests loop."
+    )

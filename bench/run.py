@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import report, scenarios
+from . import core_probe, report, scenarios
 from .load import Database
 from .procs import ROOT, Gunicorn, app_environ, migrate_and_seed, stop_all
 
@@ -25,6 +25,13 @@ class Runner:
         self.env = env
         self.raw: dict[str, list[dict]] = {}
         self.errors: dict[str, str] = {}
+        self.core_checks: dict[str, float] = {}
+
+    def start_group(self, number: int, title: str) -> None:
+        """Print the scenario's title and check how much of the second core is free now."""
+        check = core_probe.probe()
+        self.core_checks[str(number)] = round(check["parallel"], 2)
+        print(f"{number}. {title} (core check: {check['parallel']:.2f})", flush=True)
 
     def repeat(self, key: str, fn, *args, runs: int | None = None) -> None:
         runs = runs or self.env.plan.runs
@@ -103,36 +110,37 @@ def main(argv: list[str] | None = None) -> int:
     cores = scenarios.CORES
     try:
         if 1 in only:
-            print("1. fast receiver, deliveries queued first", flush=True)
+            runner.start_group(1, "fast receiver, deliveries queued first")
             runner.repeat("s1_ours", scenarios.s1_ours)
             runner.repeat("s1_loop", scenarios.s1_requests_loop)
             runner.repeat("s1_celery_prefork", scenarios.s1_celery, "prefork", cores)
             runner.repeat("s1_celery_gevent", scenarios.s1_celery, "gevent", 100)
             runner.repeat("s1_rq_simple", scenarios.s1_rq_simple)
         if 2 in only:
-            print("2. 200 ms receivers, 100 endpoints", flush=True)
+            runner.start_group(2, "200 ms receivers, 100 endpoints")
             runner.repeat("s2_ours", scenarios.s23_ours, 0)
             runner.repeat("s2_celery_gevent", scenarios.s2_celery_gevent)
             runner.repeat("s2_ours_64_threads", scenarios.s23_ours, 0, 64, runs=1)
         if 3 in only:
-            print("3. scenario 2 plus black-hole endpoints", flush=True)
+            runner.start_group(3, "scenario 2 plus black-hole endpoints")
             runner.repeat("s3_ours", scenarios.s23_ours, plan.s3_blackholes)
         if 4 in only:
-            print("4. steady 50 events/s, latency", flush=True)
+            runner.start_group(4, "steady 50 events/s, latency")
             runner.repeat("s4", scenarios.s4_latency)
         if 5 in only:
-            print("5. ingest, fan-out to 3 endpoints", flush=True)
+            runner.start_group(5, "ingest, fan-out to 3 endpoints")
             runner.repeat("s5_postgres", lambda e: scenarios.s5_ingest(e, e.db, e.web))
             run_sqlite_ingest(runner)
         if 6 in only:
-            print("6. one event to 1,000 endpoints", flush=True)
+            runner.start_group(6, "one event to 1,000 endpoints")
             run_fanout(runner)
         if 7 in only:
-            print("7. worker memory", flush=True)
+            runner.start_group(7, "worker memory")
             runner.repeat("s7", scenarios.s7_memory, runs=1)
     finally:
         machine = report.machine_info(env)
         machine["load"] = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+        machine["core_checks"] = runner.core_checks
         machine["finished"] = time.time()
         env.web.stop()
         env.db.close()
