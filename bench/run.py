@@ -34,18 +34,28 @@ class Runner:
         print(f"{number}. {title} (core check: {check['parallel']:.2f})", flush=True)
 
     def repeat(self, key: str, fn, *args, runs: int | None = None) -> None:
+        self.rounds([(key, fn, *args)], runs)
+
+    def rounds(self, items: list[tuple], runs: int | None = None) -> None:
+        """Run each (key, fn, *args) once per round, round after round: ours and its
+        baselines then share the machine's state of the moment (the host's cores are shared,
+        and a slow spell during all of ours but none of a baseline's runs skewed ratios)."""
         runs = runs or self.env.plan.runs
         for i in range(runs):
-            t0 = time.monotonic()
-            try:
-                value = fn(self.env, *args)
-            except Exception as exc:  # one broken scenario must not hide the others
-                self.errors[key] = f"{type(exc).__name__}: {exc}"
-                traceback.print_exc()
-                return
-            self.raw.setdefault(key, []).append(value)
-            shown = {k: round(v, 2) for k, v in value.items() if isinstance(v, int | float)}
-            print(f"  {key} run {i + 1}/{runs} ({time.monotonic() - t0:.1f}s): {shown}", flush=True)
+            for key, fn, *args in items:
+                if key in self.errors:
+                    continue
+                t0 = time.monotonic()
+                try:
+                    value = fn(self.env, *args)
+                except Exception as exc:  # one broken scenario must not hide the others
+                    self.errors[key] = f"{type(exc).__name__}: {exc}"
+                    traceback.print_exc()
+                    continue
+                self.raw.setdefault(key, []).append(value)
+                shown = {k: round(v, 2) for k, v in value.items() if isinstance(v, int | float)}
+                elapsed = time.monotonic() - t0
+                print(f"  {key} run {i + 1}/{runs} ({elapsed:.1f}s): {shown}", flush=True)
 
 
 def run_sqlite_ingest(runner: Runner) -> None:
@@ -111,15 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if 1 in only:
             runner.start_group(1, "fast receiver, deliveries queued first")
-            runner.repeat("s1_ours", scenarios.s1_ours)
-            runner.repeat("s1_loop", scenarios.s1_requests_loop)
-            runner.repeat("s1_celery_prefork", scenarios.s1_celery, "prefork", cores)
-            runner.repeat("s1_celery_gevent", scenarios.s1_celery, "gevent", 100)
-            runner.repeat("s1_rq_simple", scenarios.s1_rq_simple)
+            runner.rounds(
+                [
+                    ("s1_ours", scenarios.s1_ours),
+                    ("s1_loop", scenarios.s1_requests_loop),
+                    ("s1_celery_prefork", scenarios.s1_celery, "prefork", cores),
+                    ("s1_celery_gevent", scenarios.s1_celery, "gevent", 100),
+                    ("s1_rq_simple", scenarios.s1_rq_simple),
+                ]
+            )
         if 2 in only:
             runner.start_group(2, "200 ms receivers, 100 endpoints")
-            runner.repeat("s2_ours", scenarios.s23_ours, 0)
-            runner.repeat("s2_celery_gevent", scenarios.s2_celery_gevent)
+            runner.rounds(
+                [
+                    ("s2_ours", scenarios.s23_ours, 0),
+                    ("s2_celery_gevent", scenarios.s2_celery_gevent),
+                ]
+            )
             runner.repeat("s2_ours_64_threads", scenarios.s23_ours, 0, 64, runs=1)
         if 3 in only:
             runner.start_group(3, "scenario 2 plus black-hole endpoints")
