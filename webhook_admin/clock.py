@@ -5,13 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 _offset_seconds = 0.0
+_frozen_at: datetime | None = None
 
 
 def utcnow() -> datetime:
     """Naive UTC now: stored naive because SQLite has no time zones; every column is UTC."""
     from datetime import timedelta
 
-    return datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=_offset_seconds)
+    now = _frozen_at if _frozen_at is not None else datetime.now(UTC).replace(tzinfo=None)
+    return now + timedelta(seconds=_offset_seconds)
+
+
+def freeze() -> None:
+    """Stop this process's clock where it is (tests only); `advance` still moves it."""
+    global _frozen_at
+    _frozen_at = datetime.now(UTC).replace(tzinfo=None)
 
 
 def advance(seconds: float) -> None:
@@ -21,5 +29,6 @@ def advance(seconds: float) -> None:
 
 
 def reset() -> None:
-    global _offset_seconds
+    global _offset_seconds, _frozen_at
     _offset_seconds = 0.0
+    _frozen_at = None
