@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _offset_seconds = 0.0
 _frozen_at: datetime | None = None
@@ -10,8 +10,6 @@ _frozen_at: datetime | None = None
 
 def utcnow() -> datetime:
     """Naive UTC now: stored naive because SQLite has no time zones; every column is UTC."""
-    from datetime import timedelta
-
     now = _frozen_at if _frozen_at is not None else datetime.now(UTC).replace(tzinfo=None)
     return now + timedelta(seconds=_offset_seconds)
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from webhook_admin.extensions import db
-from webhook_admin.models import Attempt, Delivery, DeliveryStatus, ErrorClass, Event, EventType
-from webhook_admin.services.fanout import matching_endpoint_ids
+from webhook_admin.models import Attempt, Delivery, DeliveryStatus, ErrorClass, Event
+from webhook_admin.services.fanout import type_and_subscribers
 
 
 def check_invariants(
@@ -38,9 +38,9 @@ def check_invariants(
     by_event: dict[str, list[int]] = defaultdict(list)
     for d in deliveries:
         by_event[d.event_id].append(d.endpoint_id)
-    types = {t.name: t for t in db.session.scalars(select(EventType))}
+    connection = db.session.connection()
     for event in events.values():
-        expected = matching_endpoint_ids(types[event.type], event.merchant_id)
+        expected = type_and_subscribers(connection, event.type, event.merchant_id).endpoint_ids
         if sorted(by_event[event.id]) != sorted(expected):
             problems.append(
                 f"event {event.id}: deliveries to {by_event[event.id]}, want {expected}"

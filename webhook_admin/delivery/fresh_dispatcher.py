@@ -35,9 +35,8 @@ from rq.utils import utcformat
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..extensions import db
 from ..queues import STALE_QUEUED_SECONDS
-from .attempt import endpoints_of
+from .attempt import autocommit_connection, endpoints_of
 from .runner import DeliveryRunner
 
 log = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ class FreshDispatcher(threading.Thread):
         """This thread's own connection, in autocommit: from the pool it queued behind up to
         128 delivery threads, and every thread it had not fed yet sat idle."""
         if self._connection is None:
-            self._connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._connection = autocommit_connection()
         return self._connection
 
     def _database_down(self, dropped: int, exc: Exception) -> None:

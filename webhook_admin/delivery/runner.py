@@ -192,7 +192,7 @@ class DeliveryRunner:
             known = endpoint_id if endpoint_id is not None else endpoint_of(delivery_id)
             if known is None:
                 return None, []
-            return self._attempt_parked(delivery_id, known)
+            return self._attempt_for_endpoint(delivery_id, known)
 
         self._on_thread(delivery_id, attempt, release)
 
@@ -220,7 +220,7 @@ class DeliveryRunner:
                 if release:
                     waiting = deque(self._start_on_free_threads(endpoint_id, waiting))
                 _, more = self._attempt_on_thread(
-                    next_id, partial(self._attempt_parked, next_id, endpoint_id)
+                    next_id, partial(self._attempt_for_endpoint, next_id, endpoint_id)
                 )
                 waiting.extend(more)
         finally:
@@ -243,7 +243,7 @@ class DeliveryRunner:
             db.session.close()  # ends any transaction, forgets this delivery's objects
             self.in_flight.pop(thread, None)
 
-    def _attempt_parked(self, delivery_id: int, endpoint_id: int) -> tuple[int, list[int]]:
+    def _attempt_for_endpoint(self, delivery_id: int, endpoint_id: int) -> tuple[int, list[int]]:
         return endpoint_id, self._attempt_within_endpoint_cap(delivery_id, endpoint_id)
 
     def _attempt_within_endpoint_cap(self, delivery_id: int, endpoint_id: int) -> list[int]:

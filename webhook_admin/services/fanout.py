@@ -38,17 +38,10 @@ def _subscribed(type_id, category_id, merchant_id):
     )
 
 
-# Built once: the endpoints an event of a known type goes to.
-MATCHING_ENDPOINTS = (
-    select(Endpoint.id)
-    .where(_subscribed(bindparam("type_id"), bindparam("category_id"), bindparam("merchant_id")))
-    .order_by(Endpoint.id)
-)
-
-# Ingest's one read (the hottest request of the web app): the event type by name with its
-# subscribers. No row: unknown type; one row with a NULL endpoint: nobody subscribes.
+# Built once, for ingest (the hottest request of the web app): the event type by name with
+# its subscribers. No row: unknown type; one row with a NULL endpoint: nobody subscribes.
 TYPE_AND_SUBSCRIBERS = (
-    select(event_types.c.id, event_types.c.category_id, event_types.c.archived, Endpoint.id)
+    select(event_types.c.archived, Endpoint.id)
     .select_from(event_types)
     .outerjoin(
         Endpoint,
@@ -61,7 +54,6 @@ TYPE_AND_SUBSCRIBERS = (
 
 @dataclass(frozen=True)
 class TypeAndSubscribers:
-    type_id: int
     archived: bool
     endpoint_ids: list[int]
 
@@ -73,19 +65,8 @@ def type_and_subscribers(connection, name: str, merchant_id: str | None):
     ).all()
     if not rows:
         return None
-    ids = [row[3] for row in rows if row[3] is not None]
-    return TypeAndSubscribers(rows[0].id, rows[0].archived, ids)
-
-
-def matching_endpoint_ids(event_type, merchant_id: str | None) -> list[int]:
-    """The endpoints an event goes to. `event_type`: an EventType or a row with its id and
-    category_id."""
-    params = {
-        "type_id": event_type.id,
-        "category_id": event_type.category_id,
-        "merchant_id": merchant_id,
-    }
-    return list(db.session.scalars(MATCHING_ENDPOINTS, params))
+    ids = [endpoint_id for _, endpoint_id in rows if endpoint_id is not None]
+    return TypeAndSubscribers(rows[0].archived, ids)
 
 
 def create_deliveries(

@@ -84,13 +84,21 @@ DELIVERY_IDS = (
     .where(deliveries.c.event_id == bindparam("event_id"))
     .order_by(deliveries.c.id)
 )
-# The event row, unless its id is taken: no row comes back then. One statement instead of
-# "is the id taken?" and an INSERT (the columns come from the parameters' keys).
+
+
+def _insert_unless_taken(dialect_insert):
+    """The event row, unless its id is taken: no row comes back then. One statement instead
+    of "is the id taken?" and an INSERT (the columns come from the parameters' keys)."""
+    return (
+        dialect_insert(events)
+        .on_conflict_do_nothing(index_elements=[events.c.id])
+        .returning(events.c.id)
+    )
+
+
 INSERT_NEW_EVENT = {
-    dialect.__name__.rpartition(".")[2]: dialect.insert(events)
-    .on_conflict_do_nothing(index_elements=[events.c.id])
-    .returning(events.c.id)
-    for dialect in (postgresql, sqlite)
+    "postgresql": _insert_unless_taken(postgresql.insert),
+    "sqlite": _insert_unless_taken(sqlite.insert),
 }
 
 

@@ -6,12 +6,12 @@ import logging
 import time
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from ..delivery.signing import SignatureError, verify
 from ..extensions import csrf, db
 from ..queues import enqueue_deliveries
-from ..services.ingest import IngestError, body_digest, find_existing, ingest_event
+from ..services.ingest import IngestError, ingest_event
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -61,15 +61,6 @@ def ingest():
     except IngestError as exc:
         db.session.rollback()
         return error(str(exc), exc.status)
-    except IntegrityError:
-        # A concurrent request with the same webhook-id won the insert: answer with its result.
-        db.session.rollback()
-        try:
-            result = find_existing(event_id, body_digest(body))
-        except IngestError as exc:
-            return error(str(exc), exc.status)
-        if result is None:
-            raise
     except OperationalError:
         db.session.rollback()
         log.exception("database unavailable during ingest event_id=%s", event_id)
