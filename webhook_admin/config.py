@@ -88,6 +88,7 @@ class Settings:
     worker_threads: int = 128
     worker_processes: int = 0  # 0: one per CPU core
     per_endpoint_concurrency: int = 8
+    endpoint_burst: int = 4  # times the cap, on idle threads (endpoint_gate.py)
     retention_days: int = 30
     disable_after_hours: float = 120.0
     ca_bundle: str | None = None
@@ -193,6 +194,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         worker_threads=optional("WEBHOOK_WORKER_THREADS", parse_positive_int, 128),
         worker_processes=optional("WEBHOOK_WORKER_PROCESSES", parse_positive_int, 0),
         per_endpoint_concurrency=optional("WEBHOOK_ENDPOINT_CONCURRENCY", parse_positive_int, 8),
+        endpoint_burst=optional("WEBHOOK_ENDPOINT_BURST", parse_positive_int, 4),
         retention_days=optional("WEBHOOK_RETENTION_DAYS", parse_positive_int, 30),
         disable_after_hours=optional("WEBHOOK_DISABLE_AFTER_HOURS", parse_positive_float, 120.0),
         ca_bundle=environ.get("WEBHOOK_CA_BUNDLE") or None,

@@ -81,6 +81,49 @@ def test_an_endpoint_starts_slow_until_its_first_answer_in_time():
     assert gate.leave(1, tickets[0]) == [2, 3, 4]
 
 
+def test_an_endpoint_answering_in_time_borrows_idle_threads_up_to_its_burst():
+    """Cap 2, burst 3 (up to 6), a pool of 8: borrowing while fewer than 4 are in flight."""
+    gate = EndpointGate(cap=2, burst=3, threads=8)
+    gate.note_result(1, timed_out=False)
+    tickets = [gate.enter(1, n) for n in range(6)]
+    # The 4th goes in while 3 are in flight; then 4 (half the pool) are: back to the cap.
+    assert [t is not None for t in tickets] == [True] * 4 + [False] * 2
+    # Alone, with the whole pool idle, an endpoint stops at burst x cap.
+    lone = EndpointGate(cap=2, burst=3, threads=100)
+    lone.note_result(1, timed_out=False)
+    assert sum(lone.enter(1, n) is not None for n in range(10)) == 6
+
+
+def test_borrowing_stops_while_half_the_pool_is_busy_elsewhere():
+    gate = EndpointGate(cap=2, burst=4, threads=8)
+    for endpoint in (1, 2, 3):
+        gate.note_result(endpoint, timed_out=False)
+    first = [gate.enter(1, n) for n in range(4)]
+    assert None not in first  # borrowed 2 over its cap
+    # Half the pool is in flight: the next endpoint gets its cap and no more.
+    assert [gate.enter(2, n) is not None for n in range(10, 14)] == [True, True, False, False]
+    # Endpoint 1 leaves one: it is still over its cap, so its parked ones stay parked,
+    # and endpoint 2's parked ones wait for endpoint 2's own slots.
+    assert gate.enter(1, 4) is None
+    assert gate.leave(1, first[0]) == []
+    assert gate.parked_count() == 3
+
+
+def test_slow_endpoints_never_borrow():
+    clock = FakeClock()
+    gate = EndpointGate(cap=8, burst=4, threads=128, clock=clock)
+    # Never answered (slow start) and timed out: a quarter of the cap, pool or not.
+    assert sum(gate.enter(1, n) is not None for n in range(10)) == 2
+    gate.note_result(2, timed_out=True)
+    assert sum(gate.enter(2, n) is not None for n in range(10, 20)) == 2
+    # Answered, but its oldest request has waited `slow_after`: no new ones at all.
+    gate.note_result(3, timed_out=False)
+    assert gate.enter(3, 20) is not None
+    clock.now += 1.0
+    assert gate.enter(3, 21) is not None  # 1 in flight, slow cap 2
+    assert gate.enter(3, 22) is None
+
+
 def test_a_timed_out_endpoint_stays_capped_until_it_answers_in_time():
     clock = FakeClock()
     gate = EndpointGate(cap=8, clock=clock)
@@ -149,7 +192,10 @@ def test_batch_claims_send_each_delivery_once_and_park_over_the_cap(
         update(Delivery).where(Delivery.id == ids[-1]).values(status="succeeded")
     )
     db.session.commit()
-    capped = create_app(environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "3"})
+    # No borrowing of idle threads over the cap (burst 1): the cap is exactly 3.
+    capped = create_app(
+        environ | {"WEBHOOK_ENDPOINT_CONCURRENCY": "3", "WEBHOOK_ENDPOINT_BURST": "1"}
+    )
     runner = DeliveryRunner(capped, threads=8)
     runner.gate.note_result(endpoint.id, timed_out=False)  # out of slow start: the cap is 3
     # 6 entries, 5 ids: the first one twice, then the done one (admitted, then not

@@ -13,7 +13,7 @@ from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, ErrorClass
-from ..services.delivery_state import Claim, Outcome, claim_delivery, finish_attempts
+from ..services.delivery_state import Claim, Outcome, claim_deliveries, finish_attempts
 from ..write_lock import serialized_writes
 from .envelope import build_request
 from .health_writes import RecentSuccessWrites, record_health
@@ -78,21 +78,16 @@ class ClaimedWork:
     body: bytes
 
 
-def claim_for_attempt(
-    delivery_id: int, settings: Settings, endpoints: EndpointCache, envelopes: EnvelopeCache
-) -> ClaimedWork | None:
-    """Claim (committed) if the delivery is waiting, due and its endpoint enabled, with the
-    endpoint and the event body as of the claim (or newer).
+def claim_committed(delivery_ids: list[int], lease_seconds: float) -> dict[int, Claim]:
+    """Claim (committed) those of the deliveries that are waiting, due and whose endpoint is
+    enabled: delivery id -> Claim.
 
     On a pooled connection in autocommit, outside the session: the claim is one conditional
     UPDATE, atomic on its own, so BEGIN and COMMIT would only add two round trips (a third
     of the claim's cost), and the session's transaction bookkeeping around it was ~9 % of a
     worker's CPU."""
     with serialized_writes(), autocommit_connection() as connection:
-        claim = claim_delivery(connection, delivery_id, settings.lease_duration)
-    if claim is None:
-        return None
-    return work_for(claim, endpoints, envelopes)
+        return claim_deliveries(connection, delivery_ids, lease_seconds)
 
 
 def work_for(claim: Claim, endpoints: EndpointCache, envelopes: EnvelopeCache) -> ClaimedWork:

@@ -24,13 +24,14 @@ from ..write_lock import serialized_writes
 from .attempt import (
     AttemptReport,
     ClaimedWork,
-    claim_for_attempt,
+    claim_committed,
     endpoint_of,
     record_attempts,
     send_claimed,
     work_for,
 )
 from .attempt_writer import AttemptWriter
+from .claim_combiner import ClaimCombiner
 from .endpoint_gate import EndpointGate
 from .health_writes import RecentSuccessWrites
 from .http_sender import Sender
@@ -61,9 +62,16 @@ class DeliveryRunner:
             threads, thread_name_prefix="delivery", initializer=self._enter_app_context
         )
         self.concurrent = threads > 1
-        self.gate = EndpointGate(self.settings.per_endpoint_concurrency)
+        self.gate = EndpointGate(
+            self.settings.per_endpoint_concurrency,
+            burst=self.settings.endpoint_burst,
+            threads=threads,
+        )
         self.endpoints = EndpointCache(app.extensions["secret_box"])
         self.envelopes = EnvelopeCache()
+        # Parked and retried deliveries are claimed one at a time by their threads; claims
+        # asked for at the same moment go out in one statement.
+        self.claims = ClaimCombiner(lambda ids: claim_committed(ids, self.settings.lease_duration))
         # thread name -> delivery id, for the System page and shutdown logs.
         self.in_flight: dict[str, int] = {}
         # With a pool, attempts are recorded in batches by one writer thread; a single
@@ -254,9 +262,9 @@ class DeliveryRunner:
             db.session.rollback()
             return []
         try:
-            work = claim_for_attempt(delivery_id, self.settings, self.endpoints, self.envelopes)
-            if work is not None:
-                self._send_and_record(work)
+            claim = self.claims.claim(delivery_id)
+            if claim is not None:
+                self._send_and_record(work_for(claim, self.endpoints, self.envelopes))
         finally:
             next_ids = self.gate.leave(endpoint_id, ticket)
         return next_ids

@@ -128,20 +128,17 @@ def _claim_of(row, token: str) -> Claim:
     return Claim(fields[0], token, *fields[1:], endpoint_health=health)
 
 
-def claim_delivery(connection, delivery_id: int, lease_seconds: float) -> Claim | None:
-    """Take the delivery if it is waiting, due and its endpoint enabled; None otherwise
-    (on `connection`, in autocommit: the claim is committed when it returns)."""
-    params = _claim_params(lease_seconds)
-    row = connection.execute(CLAIM, {"delivery_id": delivery_id, **params}).first()
-    return None if row is None else _claim_of(row, params["token"])
-
-
 def claim_deliveries(connection, delivery_ids: list[int], lease_seconds: float) -> dict:
-    """`claim_delivery` for many in one statement on `connection` (in autocommit, so the
-    claims are committed when it returns): delivery id -> Claim for those taken. The
-    deliveries of one call share a lease token (a lease is the id with its token)."""
+    """Take those of the deliveries that are waiting, due and whose endpoint is enabled, in
+    one statement on `connection` (in autocommit, so the claims are committed when it
+    returns): delivery id -> Claim for those taken. The deliveries of one call share a
+    lease token (a lease is the id with its token)."""
     params = _claim_params(lease_seconds)
-    rows = connection.execute(CLAIM_MANY, {"ids": delivery_ids, **params}).all()
+    if len(delivery_ids) == 1:
+        # Without the expanding IN, which is rendered into the SQL on every execution.
+        rows = connection.execute(CLAIM, {"delivery_id": delivery_ids[0], **params}).all()
+    else:
+        rows = connection.execute(CLAIM_MANY, {"ids": delivery_ids, **params}).all()
     return {row[0]: _claim_of(row, params["token"]) for row in rows}
 
 
