@@ -88,7 +88,8 @@ def enqueue_deliveries(deliveries: Iterable[DeliveryRef], queue_name: str = FRES
     try:
         queue = get_queue(queue_name)
         jobs = [Queue.prepare_data(DELIVER_FUNC, (i,), **_job_options(i, n)) for i, n in refs]
-        with get_redis().pipeline() as pipe:
+        # Not MULTI/EXEC: jobs are independent, and any the sweeper finds missing it queues.
+        with get_redis().pipeline(transaction=False) as pipe:
             queue.enqueue_many(jobs, pipeline=pipe)
             pipe.execute()
     except RedisError as exc:
