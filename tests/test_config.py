@@ -54,6 +54,8 @@ def test_development_allows_private_networks_by_default():
         ({"WEBHOOK_RETRY_SCHEDULE": "5,-1"}, "negative"),
         ({"WEBHOOK_DELIVERY_TIMEOUT": "0"}, "greater than 0"),
         ({"WEBHOOK_SWEEP_INTERVAL": "often"}, "number of seconds"),
+        ({"WEBHOOK_ENDPOINT_BURST": "0"}, "WEBHOOK_ENDPOINT_BURST must be greater than 0"),
+        ({"WEBHOOK_ENDPOINT_BURST": "2.5"}, "WEBHOOK_ENDPOINT_BURST must be a whole number"),
         ({"WEBHOOK_ALLOW_PRIVATE_NETWORKS": "maybe"}, "true or false"),
         ({"DATABASE_URL": "mysql://x"}, "sqlite:// or postgresql://"),
     ],
@@ -71,6 +73,11 @@ def test_several_ingest_secrets_are_accepted_during_rotation():
 def test_postgres_urls_use_the_psycopg_driver():
     settings = load_settings(production(DATABASE_URL="postgres://u@db/webhooks"))
     assert settings.database_url == "postgresql+psycopg://u@db/webhooks"
+
+
+def test_endpoint_burst_defaults_to_four_times_the_cap_and_one_turns_it_off():
+    assert load_settings(production()).endpoint_burst == 4
+    assert load_settings(production(WEBHOOK_ENDPOINT_BURST="1")).endpoint_burst == 1
 
 
 def test_custom_retry_schedule_is_parsed():
