@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -35,21 +36,25 @@ class HeldClaims:
         self._released.set()
 
 
-def claim_in_threads(combiner: ClaimCombiner, ids: list[int], queued=None) -> dict:
-    """Each id claimed on a thread of its own; returns thread index -> claim (or error)."""
+def claim_lined_up(combiner: ClaimCombiner, held: HeldClaims, ids: list[int], context=None):
+    """The first id's thread starts a statement (held); the others queue behind it; then the
+    statement is let go. Returns thread index -> claim (or the exception it raised)."""
     answers: dict[int, object] = {}
 
     def claim(index: int, delivery_id: int) -> None:
-        try:
-            answers[index] = combiner.claim(delivery_id)
-        except Exception as exc:
-            answers[index] = exc
+        with context() if context else contextlib.nullcontext():
+            try:
+                answers[index] = combiner.claim(delivery_id)
+            except Exception as exc:
+                answers[index] = exc
 
     threads = [threading.Thread(target=claim, args=(i, d)) for i, d in enumerate(ids)]
-    for thread in threads:
+    threads[0].start()
+    assert held.first_call_started.wait(10)  # the first one leads: its statement is out
+    for thread in threads[1:]:
         thread.start()
-        if queued is not None:
-            queued(thread)
+    waiting_in(combiner, len(ids) - 1)
+    held.release()
     for thread in threads:
         thread.join(10)
     return answers
@@ -68,17 +73,7 @@ def waiting_in(combiner: ClaimCombiner, count: int) -> None:
 def test_claims_asked_for_during_a_statement_go_out_together_in_the_next():
     held = HeldClaims(lambda ids: {i: f"claim-{i}" for i in ids})
     combiner = ClaimCombiner(held)
-    started = []
-
-    def queued(thread):
-        started.append(thread)
-        if len(started) == 1:  # the first one leads: its statement is on its way
-            assert held.first_call_started.wait(10)
-        elif len(started) == 3:  # two more wait behind it
-            waiting_in(combiner, 2)
-            held.release()
-
-    answers = claim_in_threads(combiner, [1, 2, 3], queued)
+    answers = claim_lined_up(combiner, held, [1, 2, 3])
     assert [sorted(ids) for ids in held.calls] == [[1], [2, 3]]
     assert answers == {0: "claim-1", 1: "claim-2", 2: "claim-3"}
     # Alone, a thread claims for itself at once.
@@ -89,17 +84,7 @@ def test_claims_asked_for_during_a_statement_go_out_together_in_the_next():
 def test_a_delivery_asked_for_twice_in_one_statement_is_claimed_for_one_thread():
     held = HeldClaims(lambda ids: {i: f"claim-{i}" for i in ids})
     combiner = ClaimCombiner(held)
-    started = []
-
-    def queued(thread):
-        started.append(thread)
-        if len(started) == 1:
-            assert held.first_call_started.wait(10)
-        elif len(started) == 3:
-            waiting_in(combiner, 2)
-            held.release()
-
-    answers = claim_in_threads(combiner, [1, 7, 7], queued)
+    answers = claim_lined_up(combiner, held, [1, 7, 7])
     assert held.calls == [[1], [7]]  # asked for once
     assert sorted(map(str, (answers[1], answers[2]))) == ["None", "claim-7"]
 
@@ -115,17 +100,7 @@ def test_a_failed_statement_fails_each_of_its_threads_and_the_next_one_runs():
 
     held = HeldClaims(claim_many)
     combiner = ClaimCombiner(held)
-    started = []
-
-    def queued(thread):
-        started.append(thread)
-        if len(started) == 1:
-            assert held.first_call_started.wait(10)
-        elif len(started) == 2:
-            waiting_in(combiner, 1)
-            held.release()
-
-    answers = claim_in_threads(combiner, [1, 2], queued)
+    answers = claim_lined_up(combiner, held, [1, 2])
     assert isinstance(answers[0], ClaimFailed)
     assert isinstance(answers[0].__cause__, ConnectionError)
     assert "delivery 1" in str(answers[0])
@@ -142,26 +117,7 @@ def test_combined_claims_on_the_database_claim_each_delivery_once(app, post_even
     db.session.commit()
     held = HeldClaims(lambda ids: claim_committed(ids, lease_seconds=60))
     combiner = ClaimCombiner(held)
-    started = []
-
-    def claim(index, delivery_id, answers):
-        with app.app_context():
-            answers[index] = combiner.claim(delivery_id)
-
-    answers: dict[int, object] = {}
-    threads = [
-        threading.Thread(target=claim, args=(i, d, answers))
-        for i, d in enumerate([first, second, third, second])
-    ]
-    for thread in threads:
-        thread.start()
-        started.append(thread)
-        if len(started) == 1:
-            assert held.first_call_started.wait(10)
-    waiting_in(combiner, 3)
-    held.release()
-    for thread in threads:
-        thread.join(10)
+    answers = claim_lined_up(combiner, held, [first, second, third, second], app.app_context)
     # Two statements for four threads (the one asked for twice is claimed once).
     assert [sorted(ids) for ids in held.calls] == [[first], [second, third]]
     claims = [a for a in answers.values() if a is not None]
