@@ -23,7 +23,6 @@ from ..services.delivery_state import Claim, claim_deliveries
 from ..write_lock import serialized_writes
 from .attempt import (
     AttemptReport,
-    ClaimedWork,
     claim_committed,
     endpoint_of,
     record_attempts,
@@ -207,8 +206,7 @@ class DeliveryRunner:
     def _run_claimed(self, claim: Claim, ticket: float) -> None:
         def attempt() -> tuple[int, list[int]]:
             try:
-                work = work_for(claim, self.endpoints, self.envelopes)
-                self._send_and_record(work)
+                self._send_and_record(claim)
             finally:
                 next_ids = self.gate.leave(claim.endpoint_id, ticket)
             return claim.endpoint_id, next_ids
@@ -252,27 +250,25 @@ class DeliveryRunner:
             self.in_flight.pop(thread, None)
 
     def _attempt_for_endpoint(self, delivery_id: int, endpoint_id: int) -> tuple[int, list[int]]:
-        return endpoint_id, self._attempt_within_endpoint_cap(delivery_id, endpoint_id)
-
-    def _attempt_within_endpoint_cap(self, delivery_id: int, endpoint_id: int) -> list[int]:
         """Attempt unless the endpoint is at its cap (then the delivery is parked, unclaimed);
-        returns parked deliveries of the same endpoint to run next."""
+        returns the endpoint and its parked deliveries to run next."""
         ticket = self.gate.enter(endpoint_id, delivery_id)
         if ticket is None:
             db.session.rollback()
-            return []
+            return endpoint_id, []
         try:
             claim = self.claims.claim(delivery_id)
             if claim is not None:
-                self._send_and_record(work_for(claim, self.endpoints, self.envelopes))
+                self._send_and_record(claim)
         finally:
             next_ids = self.gate.leave(endpoint_id, ticket)
-        return next_ids
+        return endpoint_id, next_ids
 
-    def _send_and_record(self, work: ClaimedWork) -> None:
+    def _send_and_record(self, claim: Claim) -> None:
+        work = work_for(claim, self.endpoints, self.envelopes)
         finished = send_claimed(work, self.sender, self.settings)
         timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
-        self.gate.note_result(work.claim.endpoint_id, timed_out)
+        self.gate.note_result(claim.endpoint_id, timed_out)
         if self.writer is not None:
             self.writer.put(finished)
         else:
