@@ -70,12 +70,18 @@ def _split(ref: DeliveryRef) -> tuple[int, int | None]:
     return ref if isinstance(ref, tuple) else (ref, None)
 
 
+JOB_TIMEOUT_SECONDS = 300
+
+
 def _job_options(delivery_id: int, attempts_made: int | None) -> dict:
+    """What every delivery job carries besides its id, in the words `Queue.prepare_data`
+    takes (`timeout`). `Queue.enqueue_at` calls the same thing `job_timeout` and passes any
+    word it does not know on to the job function: see `schedule_delivery`."""
     return {
         "job_id": job_id_for(delivery_id, attempts_made),
         "result_ttl": 0,  # the database keeps the outcome; Redis forgets finished jobs
         "failure_ttl": 3600,
-        "timeout": 300,
+        "timeout": JOB_TIMEOUT_SECONDS,
     }
 
 
@@ -102,12 +108,14 @@ def enqueue_deliveries(deliveries: Iterable[DeliveryRef], queue_name: str = FRES
 
 def schedule_delivery(delivery_id: int, attempts_made: int, when: datetime) -> bool:
     """Queue a retry at `when` (naive UTC) on the retry queue via RQ's scheduler."""
+    options = _job_options(delivery_id, attempts_made)
+    options["job_timeout"] = options.pop("timeout")
     try:
+        # `args=` explicitly: RQ then hands `deliver()` no keyword at all. Given the id as a
+        # positional argument it passes on every option it does not know (a `timeout=` it
+        # did, and every scheduled retry died of a TypeError in `deliver()`).
         get_queue(RETRY_QUEUE).enqueue_at(
-            when.replace(tzinfo=UTC),
-            DELIVER_FUNC,
-            delivery_id,
-            **_job_options(delivery_id, attempts_made),
+            when.replace(tzinfo=UTC), DELIVER_FUNC, args=(delivery_id,), **options
         )
     except RedisError as exc:
         log.warning(

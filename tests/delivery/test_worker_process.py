@@ -14,7 +14,7 @@ from tests.support.processes import wait_until
 from tests.support.receiver import Reply
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery
-from webhook_admin.queues import get_redis
+from webhook_admin.queues import RETRY_QUEUE, get_queue, get_redis
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
 
 
@@ -44,11 +44,13 @@ def test_worker_process_delivers_queued_events(app, post_event, receiver, start_
 
 
 def test_scheduled_retry_is_sent_by_rq_scheduler(app, post_event, receiver, start_worker):
+    """With the sweeper off: only RQ's scheduled job can send the retry (the sweeper would
+    rescue a retry job that crashed, and hide it)."""
     replies = iter([Reply(503), Reply(200)])
     receiver.responder = lambda request: next(replies)
     add_endpoint(receiver.url)
     post_event()
-    worker = start_worker(WEBHOOK_RETRY_SCHEDULE="2")
+    worker = start_worker("--no-sweeper", WEBHOOK_RETRY_SCHEDULE="2")
     try:
         first, second = receiver.wait_for(2, timeout=10)
     except AssertionError as exc:
@@ -56,6 +58,7 @@ def test_scheduled_retry_is_sent_by_rq_scheduler(app, post_event, receiver, star
     # 2 s +-20 % jitter, and RQ's scheduler polls once a second
     assert 1.5 <= second.received_at - first.received_at <= 5.0
     wait_until(lambda: statuses() == ["succeeded"], message=worker.output())
+    assert get_queue(RETRY_QUEUE).failed_job_registry.count == 0, worker.output()
 
 
 def test_sweeper_resends_due_deliveries_after_redis_was_flushed(
