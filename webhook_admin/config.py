@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+# The longest timeout an endpoint may set for itself (services/endpoints.py checks it).
+ENDPOINT_TIMEOUT_MAX = 60.0
 ENVIRONMENTS = ("production", "development", "testing")
 
 
@@ -84,7 +86,7 @@ class Settings:
     connect_timeout: float = 5.0
     sweep_interval: float = 30.0
     allow_private_networks: bool = False
-    lease_seconds: float = 0.0  # 0 means: derived from the delivery timeout
+    lease_seconds: float = 0.0  # 0 means: twice the longest attempt (lease_duration)
     worker_threads: int = 128
     worker_processes: int = 0  # 0: one per CPU core
     per_endpoint_concurrency: int = 8
@@ -100,8 +102,17 @@ class Settings:
 
     @property
     def lease_duration(self) -> float:
-        """How long a claim holds a delivery: longer than any attempt can last."""
-        return self.lease_seconds or self.delivery_timeout + 30.0
+        """How long a claim holds a delivery: twice the longest attempt, so a lease never
+        expires under an attempt that is still running (the second half covers waiting to
+        be recorded). A lease that expired under a live attempt had the sweeper send the
+        delivery again beside it, and threw the first answer away."""
+        return self.lease_seconds or 2 * max(self.delivery_timeout, ENDPOINT_TIMEOUT_MAX)
+
+    @property
+    def longest_attempt(self) -> float:
+        """The ceiling on any attempt's timeout: half the lease. Only an explicitly short
+        WEBHOOK_LEASE_SECONDS makes it cut an endpoint's own longer timeout."""
+        return self.lease_duration / 2
 
 
 def _read_database_url(environ: Mapping[str, str], env: str, instance_path: str) -> str:
@@ -176,7 +187,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         raw = environ.get(name)
         return default if raw is None or raw.strip() == "" else parser(name, raw)
 
-    return Settings(
+    settings = Settings(
         env=env,
         database_url=_read_database_url(environ, env, instance_path),
         redis_url=environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -202,3 +213,15 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         metrics_token=environ.get("METRICS_TOKEN", "").strip() or None,
         heartbeat_interval=optional("WEBHOOK_HEARTBEAT_INTERVAL", parse_positive_float, 5.0),
     )
+    _check_lease(settings)
+    return settings
+
+
+def _check_lease(settings: Settings) -> None:
+    """A lease must comfortably outlast an attempt: at least twice the delivery timeout."""
+    if settings.lease_seconds and settings.lease_seconds < 2 * settings.delivery_timeout:
+        raise ConfigError(
+            f"WEBHOOK_LEASE_SECONDS must be at least twice WEBHOOK_DELIVERY_TIMEOUT "
+            f"({settings.delivery_timeout:g} s), got {settings.lease_seconds:g}: a lease that "
+            "expires while its attempt still runs has the delivery sent twice at once"
+        )
