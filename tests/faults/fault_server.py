@@ -19,10 +19,21 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str = "status"  # status | reset | cut | hang
+    kind: str = "status"  # status | reset | cut | hang | raw | endless
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # before answering (status) or before closing (hang)
+    raw: bytes = b""  # raw: these bytes as the whole response; endless: the head, then forever
+
+
+def raw(response: bytes) -> Fault:
+    """Answer with exactly these bytes (status line, headers and body), then close."""
+    return Fault("raw", raw=response)
+
+
+def endless(head: bytes) -> Fault:
+    """Send `head`, then body bytes until the sender hangs up: a body that never ends."""
+    return Fault("endless", raw=head)
 
 
 OK = Fault()
@@ -86,6 +97,8 @@ class FaultServer:
         elif fault.kind == "hang":
             time.sleep(fault.delay)
             sock.close()
+        elif fault.kind in ("raw", "endless"):
+            self._send_raw(sock, fault, webhook_id)
         else:
             time.sleep(fault.delay)
             extra = "".join(f"{k}: {v}\r\n" for k, v in fault.headers.items())
@@ -97,6 +110,21 @@ class FaultServer:
             if 200 <= fault.status < 300:
                 with self._lock:
                     self.acked.add(webhook_id)
+
+    def _send_raw(self, sock: socket.socket, fault: Fault, webhook_id: str) -> None:
+        try:
+            sock.sendall(fault.raw)
+            if fault.kind == "endless":
+                chunk = b"x" * 65536
+                while True:  # until the sender closes the connection
+                    sock.sendall(chunk)
+        except OSError:
+            return
+        finally:
+            sock.close()
+        if fault.raw.startswith(b"HTTP/1.1 2"):
+            with self._lock:
+                self.acked.add(webhook_id)
 
     def tries(self, webhook_id: str) -> list[Hit]:
         with self._lock:

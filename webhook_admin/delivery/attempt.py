@@ -5,20 +5,23 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import OperationalError
 
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
-from ..models import Delivery, DeliveryStatus, ErrorClass
+from ..models import Delivery, ErrorClass
 from ..services.delivery_state import Claim, Outcome, claim_deliveries, finish_attempts
 from ..write_lock import serialized_writes
-from .envelope import build_request
+from . import retry_policy
+from .envelope import EnvelopeError, OutboundRequest, build_request
 from .health_writes import RecentSuccessWrites, record_health
-from .retry_policy import RETRY_AFTER_STATUSES, next_delay, parse_retry_after
+from .http_sender import SendResult
 from .send_cache import EndpointCache, EndpointSnapshot, EnvelopeCache
+from .storable import storable_body, storable_headers, storable_text
 
 log = logging.getLogger(__name__)
 STORED_BODY_LIMIT = 64 * 1024
@@ -33,23 +36,20 @@ class AttemptReport:
 
 
 def decide(settings: Settings, claim: Claim, result, started_at) -> Outcome:
-    """Succeeded, retry later (schedule, jitter, Retry-After), or give up."""
-    if result.succeeded:
-        return Outcome(DeliveryStatus.SUCCEEDED)
-    # 410 disables the endpoint; a blocked destination will not become safe by waiting.
-    if result.status_code == 410 or result.error_class == ErrorClass.BLOCKED:
-        return Outcome(DeliveryStatus.FAILED)
-    retry_after = None
-    if result.status_code in RETRY_AFTER_STATUSES:
-        retry_after = parse_retry_after(result.headers.get("retry-after"), started_at)
-    delay = next_delay(settings.retry_schedule, claim.attempt_number, retry_after)
-    if delay is None:
-        return Outcome(DeliveryStatus.FAILED)
-    return Outcome(DeliveryStatus.RETRYING, started_at + timedelta(seconds=delay))
+    """What the receiver's answer (or the error) means for the delivery: retry_policy.decide."""
+    return retry_policy.decide(
+        settings.retry_schedule,
+        claim.attempt_number,
+        started_at,
+        succeeded=result.succeeded,
+        status_code=result.status_code,
+        error_class=result.error_class,
+        retry_after=result.headers.get("retry-after"),
+    )
 
 
 def attempt_row(endpoint_id: int, url: str, claim: Claim, request, result, started_at) -> dict:
-    body = result.body.decode("utf-8", errors="replace") if result.body is not None else None
+    """The attempt as stored: what the receiver sent made storable (storable.py)."""
     return {
         "delivery_id": claim.delivery_id,
         "endpoint_id": endpoint_id,
@@ -59,12 +59,14 @@ def attempt_row(endpoint_id: int, url: str, claim: Claim, request, result, start
         "duration_ms": result.duration_ms,
         "request_url": url,
         "request_headers": request.recorded_headers(),
-        "request_body": request.body.decode("utf-8", errors="replace")[:STORED_BODY_LIMIT],
+        "request_body": storable_body(request.body, STORED_BODY_LIMIT),
         "response_status": result.status_code,
-        "response_headers": result.headers or None,
-        "response_body": body[:STORED_BODY_LIMIT] if body is not None else None,
+        "response_headers": storable_headers(result.headers) if result.headers else None,
+        "response_body": storable_body(result.body, STORED_BODY_LIMIT)
+        if result.body is not None
+        else None,
         "error_class": result.error_class,
-        "error_message": result.error_message,
+        "error_message": storable_text(result.error_message) if result.error_message else None,
         "succeeded": result.succeeded,
     }
 
@@ -75,7 +77,8 @@ class ClaimedWork:
 
     claim: Claim
     endpoint: EndpointSnapshot
-    body: bytes
+    body: bytes | None  # None when the envelope cannot be built (`unsendable` says why)
+    unsendable: str | None = None
 
 
 def claim_committed(delivery_ids: list[int], lease_seconds: float) -> dict[int, Claim]:
@@ -94,9 +97,11 @@ def work_for(claim: Claim, endpoints: EndpointCache, envelopes: EnvelopeCache) -
     """What sending a claimed delivery needs: the endpoint (read only when the cached
     snapshot is older than the claim says) and the envelope bytes."""
     try:
-        return ClaimedWork(
-            claim, endpoints.get(claim.endpoint_id, claim.endpoint_version), envelopes.get(claim)
-        )
+        endpoint = endpoints.get(claim.endpoint_id, claim.endpoint_version)
+        try:
+            return ClaimedWork(claim, endpoint, envelopes.get(claim))
+        except EnvelopeError as exc:
+            return ClaimedWork(claim, endpoint, None, unsendable=str(exc))
     finally:
         if db.session().in_transaction():
             db.session.commit()  # no connection is held while we send
@@ -139,16 +144,26 @@ def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttem
     """Sign and send a claimed delivery; decide what its answer means. No transaction is
     open while we wait on the network."""
     claim, endpoint = work.claim, work.endpoint
-    timeout = endpoint.timeout_seconds or settings.delivery_timeout
-    request = build_request(
-        claim.event_id,
-        work.body,
-        endpoint.signing_secrets(),
-        endpoint.custom_headers,
-        int(time.time()),
-    )
     started_at = utcnow()
-    result = sender.post(endpoint.url, request.body, request.headers, timeout=timeout)
+    if work.body is None:
+        # Recorded and failed at once (ErrorClass.ENVELOPE is not retried): an exception
+        # here would leave the lease to expire and the delivery to loop as interrupted.
+        request = OutboundRequest(b"", {})
+        result = SendResult(None, error_class=ErrorClass.ENVELOPE, error_message=work.unsendable)
+    else:
+        # Never longer than half the lease (Settings.longest_attempt): a lease must not
+        # expire under an attempt still waiting for its answer.
+        timeout = min(
+            endpoint.timeout_seconds or settings.delivery_timeout, settings.longest_attempt
+        )
+        request = build_request(
+            claim.event_id,
+            work.body,
+            endpoint.signing_secrets(),
+            endpoint.custom_headers,
+            int(time.time()),
+        )
+        result = sender.post(endpoint.url, request.body, request.headers, timeout=timeout)
     outcome = decide(settings, claim, result, started_at)
     row = attempt_row(endpoint.id, endpoint.url, claim, request, result, started_at)
     return FinishedAttempt(work, row, outcome, started_at)
@@ -158,13 +173,64 @@ def record_attempts(
     finished: list[FinishedAttempt], settings: Settings, recent: RecentSuccessWrites
 ) -> list[AttemptReport]:
     """Record attempts, their outcomes and what they say of their endpoints in one
-    transaction (one commit for the batch); returns a report for each one whose lease held."""
+    transaction (one commit for the batch); returns a report for each one whose lease held.
+
+    One row the database refuses must not take the others with it (their receivers would
+    get the event again when the leases expired): a batch that fails is written again row
+    by row, and a row that fails alone is written without what the receiver sent."""
+    try:
+        return _record_together(finished, settings, recent)
+    except OperationalError:
+        raise  # the database is away: row by row would fail the same way
+    except Exception as exc:
+        db.session.rollback()
+        log.warning(
+            "recording %d attempt(s) together failed (%s); recording each alone",
+            len(finished),
+            type(exc).__name__,
+        )
+    reports = []
+    for item in finished:
+        try:
+            reports += _record_together([item], settings, recent)
+        except OperationalError:
+            raise
+        except Exception as exc:
+            db.session.rollback()
+            log.warning(
+                "attempt delivery_id=%s number=%s refused by the database (%s); "
+                "recorded without its response",
+                item.work.claim.delivery_id,
+                item.work.claim.attempt_number,
+                type(exc).__name__,
+            )
+            reports += _record_together([_without_response(item, exc)], settings, recent)
+    return reports
+
+
+def _record_together(
+    finished: list[FinishedAttempt], settings: Settings, recent: RecentSuccessWrites
+) -> list[AttemptReport]:
     with serialized_writes():
         recorded = finish_attempts([(f.work.claim, f.row, f.outcome) for f in finished])
         kept = [item for item, ok in zip(finished, recorded, strict=True) if ok]
         record_health(kept, settings, recent)
         db.session.commit()
     return [_report(item) for item in kept]
+
+
+def _without_response(item: FinishedAttempt, exc: Exception) -> FinishedAttempt:
+    """The attempt with only what we made ourselves: the try, its outcome and why the rest
+    is missing. The outcome stands (a 2xx is still a success)."""
+    row = item.row | {
+        "request_headers": {},
+        "request_body": "",
+        "response_headers": None,
+        "response_body": None,
+        "error_message": f"the database refused this attempt's record ({type(exc).__name__}); "
+        "it was stored without the request and response",
+    }
+    return FinishedAttempt(item.work, row, item.outcome, item.started_at)
 
 
 def _report(item: FinishedAttempt) -> AttemptReport:

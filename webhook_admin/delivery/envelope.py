@@ -33,16 +33,27 @@ class OutboundRequest:
         return masked
 
 
+class EnvelopeError(ValueError):
+    """The event cannot be encoded as a request body; no later try will change that."""
+
+
 def envelope_bytes(event: Event) -> bytes:
     """`{id, type, timestamp, data}` of an Event (or a row with those columns); the exact
-    bytes we sign are the bytes we send."""
+    bytes we sign are the bytes we send. EnvelopeError if they cannot be UTF-8 JSON: a lone
+    surrogate in a string, NaN or Infinity (not JSON), a value JSON has no form for."""
     envelope = {
         "id": event.id,
         "type": event.type,
         "timestamp": event.occurred_at.isoformat(timespec="milliseconds") + "Z",
         "data": event.data,
     }
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        text = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode()
+    except (UnicodeEncodeError, ValueError, TypeError, RecursionError) as exc:
+        raise EnvelopeError(
+            f"event {event.id!r} cannot be encoded as UTF-8 JSON: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def build_request(

@@ -288,12 +288,12 @@ class DeliveryRunner:
         self.sender.close()
 
 
-def follow_up(delivery_id: int, attempts_made: int, retry_at: datetime | None) -> None:
-    """Queue the next try: now if it is already due, else at its time via RQ's scheduler."""
+def follow_up(delivery_id: int, attempts_made: int, retry_at: datetime | None) -> bool:
+    """Queue the next try: now if it is already due, else at its time via RQ's scheduler.
+    False if Redis refused (the sweeper queues it when it is due)."""
     if retry_at is None or retry_at <= utcnow():
-        enqueue_deliveries([(delivery_id, attempts_made)], RETRY_QUEUE)
-    else:
-        schedule_delivery(delivery_id, attempts_made, retry_at)
+        return enqueue_deliveries([(delivery_id, attempts_made)], RETRY_QUEUE)
+    return schedule_delivery(delivery_id, attempts_made, retry_at)
 
 
 _runner: DeliveryRunner | None = None

@@ -10,32 +10,48 @@ import threading
 import time
 from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, current_app
 from redis.exceptions import RedisError
 
 from ..clock import utcnow
 from ..extensions import db
-from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids
-from ..services.delivery_state import due_deliveries, recover_expired_leases
+from ..models import DeliveryStatus
+from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids, redis_key
+from ..services.delivery_state import due_deliveries
 from ..services.retention import purge_expired
+from .lease_recovery import recover_expired_leases
+from .runner import follow_up
 
 log = logging.getLogger(__name__)
 # A job due this recently may still be on its way from RQ's scheduler (it polls each second).
 GRACE_SECONDS = 2
 BATCH = 1000
-LOCK_KEY = "webhook-admin:sweeper:lock"
-RETENTION_LOCK_KEY = "webhook-admin:retention:lock"
 RETENTION_EVERY_SECONDS = 3600
-LAST_RUN_KEY = "webhook-admin:sweeper:last-run"
+
+
+# In the app's namespace: one sweeper per deployment, not one for every deployment on a Redis.
+def lock_key() -> str:
+    return redis_key("sweeper", "lock")
+
+
+def retention_lock_key() -> str:
+    return redis_key("retention", "lock")
+
+
+def last_run_key() -> str:
+    return redis_key("sweeper", "last-run")
 
 
 def sweep_once() -> dict:
     """One pass; returns counts for logs and the System page."""
-    recovered = recover_expired_leases()
+    recovered = recover_expired_leases(current_app.config["SETTINGS"].retry_schedule)
     db.session.commit()
-    requeued = 0
-    if recovered and enqueue_deliveries(recovered, RETRY_QUEUE):
-        requeued += len(recovered)
+    # An interrupted try backs off like any failed one: its retry is scheduled, not sent now.
+    requeued = sum(
+        follow_up(r.delivery_id, r.attempts_made, r.retry_at)
+        for r in recovered
+        if r.status == DeliveryStatus.RETRYING
+    )
     cutoff = utcnow() - timedelta(seconds=GRACE_SECONDS)
     due = due_deliveries(cutoff, BATCH)
     db.session.commit()
@@ -45,7 +61,7 @@ def sweep_once() -> dict:
         if orphans and enqueue_deliveries(orphans, RETRY_QUEUE):
             requeued += len(orphans)
     stats = {"recovered": len(recovered), "requeued": requeued}
-    get_redis().set(LAST_RUN_KEY, f"{time.time():.0f}")
+    get_redis().set(last_run_key(), f"{time.time():.0f}")
     if recovered or requeued:
         log.info("sweep recovered=%d requeued=%d", stats["recovered"], requeued)
     return stats
@@ -69,11 +85,11 @@ class SweeperThread(threading.Thread):
             with self.app.app_context():
                 try:
                     lock_ms = max(int(self.interval * 900), 100)
-                    if get_redis().set(LOCK_KEY, "1", nx=True, px=lock_ms):
+                    if get_redis().set(lock_key(), "1", nx=True, px=lock_ms):
                         sweep_once()
                     # Once an hour across all workers: the lock outlives the interval.
                     if get_redis().set(
-                        RETENTION_LOCK_KEY, "1", nx=True, ex=RETENTION_EVERY_SECONDS
+                        retention_lock_key(), "1", nx=True, ex=RETENTION_EVERY_SECONDS
                     ):
                         purge_expired(self.app.config["SETTINGS"].retention_days)
                 except RedisError as exc:

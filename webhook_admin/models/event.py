@@ -53,6 +53,12 @@ class ErrorClass:
     BLOCKED = "blocked"
     HTTP = "http"
     INTERRUPTED = "interrupted"  # the worker died mid-attempt; found when its lease expired
+    # The event cannot be encoded as a request (e.g. a lone surrogate in a string of an
+    # event accepted before ingest refused those); waiting will not change it.
+    ENVELOPE = "envelope"
+
+    # Failures that no later try can mend: the delivery fails at once.
+    NOT_RETRIED = (BLOCKED, ENVELOPE)
 
 
 class Event(db.Model):

@@ -168,6 +168,18 @@ FINISH = (
     )
 )
 INSERT_ATTEMPT = insert(Attempt.__table__)
+# What a late answer writes over the interrupted row of its try.
+_LATE_COLUMNS = (
+    "request_url",
+    "request_headers",
+    "request_body",
+    "response_status",
+    "response_headers",
+    "response_body",
+    "error_class",
+    "error_message",
+    "succeeded",
+)
 
 
 def _finish_params(claim: Claim, attempt_row: dict, outcome: Outcome, now: datetime) -> dict:
@@ -205,71 +217,136 @@ def finish_attempts(finished: list[tuple[Claim, dict, Outcome]]) -> list[bool]:
         if held:
             connection.execute(INSERT_ATTEMPT, row)
         else:
-            log.warning(
-                "lease lost before the attempt was recorded delivery_id=%s attempt=%s",
-                claim.delivery_id,
-                claim.attempt_number,
-            )
+            _record_late(connection, claim, row, now)
         recorded.append(held)
     return recorded
 
 
-def recover_expired_leases(limit: int = 500) -> list[tuple[int, int]]:
-    """Deliveries whose worker died mid-attempt: record that attempt as interrupted and make
-    them due again now. Returns their (id, attempts made)."""
-    now = utcnow()
-    rows = db.session.execute(
-        select(
-            Delivery.id,
-            Delivery.endpoint_id,
-            Delivery.attempts_count,
-            Delivery.lease_token,
-            Delivery.next_trigger,
-            Delivery.lease_expires_at,
-        )
-        .where(Delivery.status == DeliveryStatus.IN_FLIGHT, Delivery.lease_expires_at < now)
-        .limit(limit)
-    ).all()
-    recovered = []
-    for row in rows:
-        result = db.session.execute(
-            update(Delivery)
-            .where(Delivery.id == row.id, Delivery.lease_token == row.lease_token)
-            .values(
-                status=DeliveryStatus.RETRYING,
-                lease_token=None,
-                lease_expires_at=None,
-                next_attempt_at=now,
-                next_trigger=Trigger.AUTOMATIC,
-                last_error_class=ErrorClass.INTERRUPTED,
+attempts = Attempt.__table__
+# The real result of a try the sweeper already recorded as interrupted (same number).
+REPLACE_INTERRUPTED = (
+    update(attempts)
+    .where(
+        attempts.c.delivery_id == bindparam("l_delivery_id"),
+        attempts.c.number == bindparam("l_number"),
+        attempts.c.error_class == ErrorClass.INTERRUPTED,
+    )
+    .values({name: bindparam(f"l_{name}") for name in ("duration_ms", *_LATE_COLUMNS)})
+)
+# A receiver acknowledged a try whose lease had expired: the delivery is delivered, unless
+# another try of it is in flight now (that one's answer decides) or it was cancelled.
+LATE_SUCCESS = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("l_delivery_id"),
+        or_(*(deliveries.c.status == s for s in (DeliveryStatus.RETRYING, DeliveryStatus.FAILED))),
+    )
+    .values(
+        status=DeliveryStatus.SUCCEEDED,
+        next_attempt_at=None,
+        next_trigger=Trigger.AUTOMATIC,
+        last_status_code=bindparam("l_response_status"),
+        last_error_class=None,
+        completed_at=bindparam("l_now"),
+    )
+)
+
+
+def _record_late(connection, claim: Claim, row: dict, now: datetime) -> None:
+    """Our lease expired before the try's answer was recorded (the worker stalled): the
+    sweeper recorded the try as interrupted, and may have sent the delivery again. The
+    answer is still the truth about that try: it replaces the interrupted row, and a 2xx
+    makes the delivery succeeded, so nothing a receiver acknowledged ends as failed."""
+    params = {f"l_{name}": row[name] for name in ("duration_ms", *_LATE_COLUMNS)}
+    params |= {"l_delivery_id": claim.delivery_id, "l_number": claim.attempt_number, "l_now": now}
+    replaced = connection.execute(REPLACE_INTERRUPTED, params).rowcount
+    succeeded = bool(row["succeeded"]) and connection.execute(LATE_SUCCESS, params).rowcount == 1
+    log.warning(
+        "lease lost before the attempt was recorded delivery_id=%s attempt=%s "
+        "(interrupted row replaced: %s, delivery marked succeeded: %s)",
+        claim.delivery_id,
+        claim.attempt_number,
+        bool(replaced),
+        succeeded,
+    )
+
+
+class ExpiredLease(NamedTuple):
+    """An in-flight delivery whose lease ran out: its worker died (or stalled) mid-try."""
+
+    id: int
+    endpoint_id: int
+    attempts_count: int
+    lease_token: str
+    next_trigger: str
+    lease_expires_at: datetime
+
+
+def expired_leases(now: datetime, limit: int = 500) -> list[ExpiredLease]:
+    return [
+        ExpiredLease(*row)
+        for row in db.session.execute(
+            select(*(deliveries.c[name] for name in ExpiredLease._fields))
+            .where(
+                deliveries.c.status == DeliveryStatus.IN_FLIGHT,
+                deliveries.c.lease_expires_at < now,
             )
-            .execution_options(synchronize_session=False)
+            .limit(limit)
         )
-        if result.rowcount != 1:
-            continue
-        db.session.execute(
-            insert(Attempt),
-            [
-                {
-                    "delivery_id": row.id,
-                    "endpoint_id": row.endpoint_id,
-                    "number": row.attempts_count,
-                    "trigger": row.next_trigger,
-                    "started_at": row.lease_expires_at,
-                    "duration_ms": 0,
-                    "request_url": "",
-                    "request_headers": {},
-                    "request_body": "",
-                    "error_class": ErrorClass.INTERRUPTED,
-                    "error_message": "the worker stopped during this attempt; its lease expired "
-                    "and the delivery was sent again",
-                    "succeeded": False,
-                }
-            ],
+    ]
+
+
+def record_interrupted(lease: ExpiredLease, outcome: Outcome, now: datetime) -> bool:
+    """End the try an expired lease stood for: an `interrupted` attempt row, and the
+    delivery moved on as `outcome` says (the same decision as any failed try). False if
+    the lease was not the one read (its worker recorded the try after all)."""
+    final = outcome.status in DeliveryStatus.FINAL
+    result = db.session.execute(
+        update(deliveries)
+        .where(deliveries.c.id == lease.id, deliveries.c.lease_token == lease.lease_token)
+        .values(
+            status=outcome.status,
+            lease_token=None,
+            lease_expires_at=None,
+            next_attempt_at=outcome.next_attempt_at,
+            next_trigger=Trigger.AUTOMATIC,
+            last_status_code=None,
+            last_error_class=ErrorClass.INTERRUPTED,
+            last_attempt_at=lease.lease_expires_at,
+            completed_at=now if final else None,
         )
-        log.warning("recovered expired lease delivery_id=%s attempt=%s", row.id, row.attempts_count)
-        recovered.append((row.id, row.attempts_count))
-    return recovered
+    )
+    if result.rowcount != 1:
+        return False
+    db.session.execute(
+        INSERT_ATTEMPT,
+        {
+            "delivery_id": lease.id,
+            "endpoint_id": lease.endpoint_id,
+            "number": lease.attempts_count,
+            "trigger": lease.next_trigger,
+            "started_at": lease.lease_expires_at,
+            "duration_ms": 0,
+            "request_url": "",
+            "request_headers": {},
+            "request_body": "",
+            "error_class": ErrorClass.INTERRUPTED,
+            "error_message": INTERRUPTED_MESSAGE,
+            "succeeded": False,
+        },
+    )
+    log.warning(
+        "recovered expired lease delivery_id=%s attempt=%s -> %s",
+        lease.id,
+        lease.attempts_count,
+        outcome.status,
+    )
+    return True
+
+
+INTERRUPTED_MESSAGE = (
+    "the worker stopped during this attempt (its lease expired); it counts as a failed try"
+)
 
 
 def due_deliveries(older_than: datetime, limit: int) -> list[tuple[int, int]]:

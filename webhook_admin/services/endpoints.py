@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..clock import utcnow
+from ..config import ENDPOINT_TIMEOUT_MAX
 from ..delivery.destination import DestinationRejected, check_url
 from ..extensions import db
 from ..models import DISABLED_MANUAL, Category, Endpoint, EventType
@@ -113,8 +114,8 @@ def resolve_input(data: EndpointInput, existing: Endpoint | None = None) -> Reso
     header_problem = validate_custom_headers(data.custom_headers or {})
     if header_problem:
         errors["custom_headers"] = header_problem
-    if data.timeout_seconds is not None and not 1 <= data.timeout_seconds <= 60:
-        errors["timeout_seconds"] = "timeout must be between 1 and 60 seconds"
+    if data.timeout_seconds is not None and not 1 <= data.timeout_seconds <= ENDPOINT_TIMEOUT_MAX:
+        errors["timeout_seconds"] = f"timeout must be between 1 and {ENDPOINT_TIMEOUT_MAX:g} seconds"
     if data.merchant_id is not None and len(data.merchant_id) > 120:
         errors["merchant_id"] = "merchant id must be at most 120 characters"
     if errors:
