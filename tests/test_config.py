@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,83 @@ def test_wsgi_refuses_to_start_in_production_without_secrets():
     )
     assert result.returncode != 0
     assert "SECRET_KEY is required in production" in result.stderr
+
+
+# --- WEBHOOK_QUEUE_PREFIX: the namespace of our queues and keys in a shared Redis ---------
+
+
+def prefix(**overrides) -> str:
+    return load_settings(production(**overrides)).queue_prefix
+
+
+def test_queue_prefix_is_derived_from_the_database_and_stable():
+    first = prefix(DATABASE_URL="postgresql://app:secret@db.internal/webhooks")
+    assert re.fullmatch(r"wa-[0-9a-f]{10}", first)
+    assert prefix(DATABASE_URL="postgresql://app:secret@db.internal/webhooks") == first
+    # The same database spelled another way: no password, postgres://, default port, options.
+    for same in (
+        "postgresql://app:rotated@db.internal/webhooks",
+        "postgresql://app@db.internal/webhooks",
+        "postgres://app:secret@DB.internal:5432/webhooks",
+        "postgresql://app:secret@db.internal/webhooks?sslmode=require",
+    ):
+        assert prefix(DATABASE_URL=same) == first, same
+    assert "secret" not in first
+
+
+def test_two_databases_never_share_a_queue_prefix():
+    urls = [
+        "postgresql://app@db.internal/webhooks",
+        "postgresql://app@db.internal/webhooks_staging",
+        "postgresql://app@db2.internal/webhooks",
+        "postgresql://app@db.internal:5433/webhooks",
+        "postgresql://other@db.internal/webhooks",
+        "sqlite:////srv/a/var/webhook_admin.db",
+        "sqlite:////srv/b/var/webhook_admin.db",
+    ]
+    assert len({prefix(DATABASE_URL=url) for url in urls}) == len(urls)
+
+
+def test_default_sqlite_databases_of_two_checkouts_get_two_prefixes(tmp_path, monkeypatch):
+    """The default SQLite file lives in each checkout's var/; a relative path is read from
+    the directory the process runs in, as SQLite opens it."""
+    assert load_settings(production(), instance_path=str(tmp_path / "a" / "var")).queue_prefix != (
+        load_settings(production(), instance_path=str(tmp_path / "b" / "var")).queue_prefix
+    )
+    monkeypatch.chdir(tmp_path)
+    relative = prefix(DATABASE_URL="sqlite:///var/app.db")
+    assert relative == prefix(DATABASE_URL=f"sqlite:///{tmp_path}/var/app.db")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert prefix(DATABASE_URL="sqlite:///var/app.db") != relative
+
+
+def test_an_explicit_queue_prefix_is_used_as_given():
+    assert prefix(WEBHOOK_QUEUE_PREFIX="staging") == "staging"
+    assert prefix(WEBHOOK_QUEUE_PREFIX=" prod_eu-1 ") == "prod_eu-1"
+    assert prefix(WEBHOOK_QUEUE_PREFIX="p" * 40) == "p" * 40
+    assert prefix(WEBHOOK_QUEUE_PREFIX="") == prefix()  # empty: derived
+
+
+@pytest.mark.parametrize("raw", ["has space", "a:b", "dots.not", "ü", "p" * 41, "a/b", "*"])
+def test_a_malformed_queue_prefix_is_refused_naming_the_variable(raw):
+    with pytest.raises(ConfigError, match="WEBHOOK_QUEUE_PREFIX must be 1-40 letters"):
+        load_settings(production(WEBHOOK_QUEUE_PREFIX=raw))
+
+
+def test_the_default_lease_outlasts_twice_the_longest_attempt_an_endpoint_may_set():
+    settings = load_settings(production())
+    # An endpoint may set 60 s; the lease must never expire under a live attempt.
+    assert settings.lease_duration == 120 and settings.longest_attempt == 60
+    assert load_settings(production(WEBHOOK_DELIVERY_TIMEOUT="90")).lease_duration == 180
+
+
+@pytest.mark.parametrize(("lease", "timeout"), [("10", "15"), ("29", "15"), ("1", "1")])
+def test_a_lease_shorter_than_twice_the_delivery_timeout_is_refused(lease, timeout):
+    with pytest.raises(ConfigError, match="WEBHOOK_LEASE_SECONDS must be at least twice"):
+        load_settings(production(WEBHOOK_LEASE_SECONDS=lease, WEBHOOK_DELIVERY_TIMEOUT=timeout))
+
+
+def test_an_explicit_lease_caps_every_attempt_at_half_of_it():
+    settings = load_settings(production(WEBHOOK_LEASE_SECONDS="30", WEBHOOK_DELIVERY_TIMEOUT="15"))
+    assert settings.lease_duration == 30 and settings.longest_attempt == 15

@@ -14,8 +14,13 @@ from tests.support.processes import wait_until
 from tests.support.receiver import Reply
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery
-from webhook_admin.queues import RETRY_QUEUE, get_queue, get_redis
+from webhook_admin.queues import FRESH, RETRY, get_queue, get_redis, job_id_for
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
+
+
+# A short lease, so a killed worker's try is recovered within seconds (it must be at least
+# twice the delivery timeout).
+SHORT_LEASE = {"WEBHOOK_LEASE_SECONDS": "2", "WEBHOOK_DELIVERY_TIMEOUT": "1"}
 
 
 def add_endpoint(url):
@@ -58,7 +63,7 @@ def test_scheduled_retry_is_sent_by_rq_scheduler(app, post_event, receiver, star
     # 2 s +-20 % jitter, and RQ's scheduler polls once a second
     assert 1.5 <= second.received_at - first.received_at <= 5.0
     wait_until(lambda: statuses() == ["succeeded"], message=worker.output())
-    assert get_queue(RETRY_QUEUE).failed_job_registry.count == 0, worker.output()
+    assert get_queue(RETRY).failed_job_registry.count == 0, worker.output()
 
 
 def test_sweeper_resends_due_deliveries_after_redis_was_flushed(
@@ -80,7 +85,7 @@ def test_disabled_endpoint_holds_deliveries_until_enabled(
     post_event(event_id="evt_held")
     assert cli.invoke(args=["endpoints", "disable", str(endpoint.id)]).exit_code == 0
     start_worker()
-    wait_until(lambda: get_redis().llen("rq:queue:deliveries") == 0)
+    wait_until(lambda: get_queue(FRESH).count == 0)
     threading.Event().wait(1.0)  # the worker and a sweep had their chance
     assert receiver.requests == [] and statuses() == ["pending"]
     result = cli.invoke(args=["endpoints", "enable", str(endpoint.id)])
@@ -104,17 +109,42 @@ def test_killed_worker_lease_expires_and_delivery_is_sent_again(
     receiver.responder = respond
     add_endpoint(receiver.url)
     post_event(event_id="evt_kill")
-    worker = start_worker(WEBHOOK_LEASE_SECONDS="2")
+    worker = start_worker(**SHORT_LEASE)
     receiver.wait_for(1)
     worker.signal(signal.SIGKILL)
     worker.wait()
     hold.set()
-    start_worker(WEBHOOK_LEASE_SECONDS="2")
+    start_worker(**SHORT_LEASE)
     second = receiver.wait_for(2, timeout=20)[1]
     assert second.headers["webhook-id"] == "evt_kill"
     wait_until(lambda: statuses() == ["succeeded"])
     rows = db.session.execute(select(Attempt.number, Attempt.error_class).order_by(Attempt.number))
     assert rows.all() == [(1, "interrupted"), (2, None)]
+
+
+def test_a_worker_killed_during_every_try_leaves_the_delivery_failed_after_the_last(
+    app, post_event, receiver, start_worker
+):
+    """Schedule 1,1: three tries. Each is interrupted by SIGKILL while the receiver holds
+    it; each must back off like a failure, and the third ends the delivery: no fourth."""
+    receiver.responder = lambda request: Reply(200, delay=5)  # never answered in time
+    add_endpoint(receiver.url)
+    post_event(event_id="evt_killed_thrice")
+    settings = {**SHORT_LEASE, "WEBHOOK_RETRY_SCHEDULE": "1,1"}
+    for tries in (1, 2, 3):
+        worker = start_worker(**settings)
+        receiver.wait_for(tries, timeout=20)
+        worker.signal(signal.SIGKILL)
+        worker.wait()
+    worker = start_worker(**settings)  # recovers the third try's lease
+    wait_until(lambda: statuses() == ["failed"], timeout=20, message=worker.output())
+    threading.Event().wait(3.0)  # a fourth try would have come by now
+    assert len(receiver.requests) == 3
+    rows = db.session.execute(select(Attempt.number, Attempt.error_class).order_by(Attempt.number))
+    assert rows.all() == [(1, "interrupted"), (2, "interrupted"), (3, "interrupted")]
+    gaps = [b.received_at - a.received_at for a, b in zip(receiver.requests, receiver.requests[1:])]
+    # Each retry waited for the lease to expire and then for the schedule's 1 s (-20 %).
+    assert all(gap >= 2.0 + 0.8 for gap in gaps), gaps
 
 
 def test_sigterm_finishes_the_attempt_in_flight_and_exits_cleanly(
@@ -144,16 +174,13 @@ def test_sigterm_during_startup_is_not_lost(app, start_worker, delay):
 
 
 def test_sweeper_resends_a_delivery_whose_queued_job_was_popped_and_lost(app, post_event, receiver):
-    from rq import Queue
-
     from webhook_admin.delivery.sweeper import sweep_once
-    from webhook_admin.queues import FRESH_QUEUE
 
     add_endpoint(receiver.url)
     post_event(event_id="evt_lost")
     redis = get_redis()
     # A worker popped the job and died before running it: the hash still says "queued".
-    job_id = redis.lpop(Queue(FRESH_QUEUE, connection=redis).key).decode()
+    job_id = redis.lpop(get_queue(FRESH).key).decode()
     delivery = db.session.scalars(select(Delivery)).one()
     delivery.next_attempt_at -= timedelta(seconds=30)  # due for a while, past the grace
     db.session.commit()
@@ -171,7 +198,7 @@ def test_sweeper_resends_a_delivery_whose_started_job_belongs_to_a_dead_worker(a
     delivery = db.session.scalars(select(Delivery)).one()
     delivery.next_attempt_at -= timedelta(seconds=30)
     db.session.commit()
-    job_key = f"rq:job:delivery-{delivery.id}-0"
+    job_key = f"rq:job:{job_id_for(delivery.id, 0)}"
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     redis.hset(job_key, mapping={"status": "started", "started_at": now})
     assert sweep_once()["requeued"] == 0  # a job running now is believed
