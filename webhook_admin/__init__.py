@@ -16,6 +16,7 @@ from .secrets_box import SecretBox
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def create_app(
@@ -48,7 +49,14 @@ def create_app(
         TESTING=settings.env == "testing",
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
-        MAX_CONTENT_LENGTH=None,  # the ingest API answers 413 itself, with a JSON error
+        # Every route reads at most 1 MiB of body (413 beyond, before any form or JSON is
+        # read, so before the CSRF check): a 200 MB form post had a worker read it all into
+        # memory. The ingest API caps its own bodies lower (256 KiB) and answers JSON.
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        # Our forms are urlencoded (bounded by the above); these bound a multipart body,
+        # which no page sends: per field held in memory, and fields in all.
+        MAX_FORM_MEMORY_SIZE=256 * 1024,
+        MAX_FORM_PARTS=1000,
         WTF_CSRF_TIME_LIMIT=None,  # a token lives as long as the session: no 1-hour surprise
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

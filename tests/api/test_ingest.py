@@ -285,3 +285,118 @@ def test_ingest_needs_no_login_and_no_csrf_token(app, client):
     body = b'{"type": "webhook.test"}'
     response = post_raw(client, body, signed_headers(body))
     assert response.status_code == 202
+
+
+# --- poison inputs: JSON we could not store or send again is refused at the door ---------
+
+
+def data_of_depth(levels: int) -> str:
+    """`data` that makes the whole body `levels` deep: the body's object is one level,
+    `data` another, its arrays the rest."""
+    return '{"a": ' + "[" * (levels - 2) + "]" * (levels - 2) + "}"
+
+
+def body_with(data: str = "{}", **fields: str) -> bytes:
+    """A body built as raw text, so it can hold what json.dumps would never write."""
+    members = {"type": '"transaction.approved"', "data": data, **fields}
+    return ("{" + ", ".join(f'"{k}": {v}' for k, v in members.items()) + "}").encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # Strings whose value cannot be encoded as UTF-8 again, or stored by PostgreSQL.
+        (body_with('{"note": "\\ud83d"}'), "string at $.data.note contains a lone surrogate"),
+        (body_with('{"\\udc00x": 1}'), 'key "\\udc00x" in $.data contains a lone surrogate'),
+        # The same surrogate as raw bytes (not UTF-8; Python's json decodes it anyway).
+        (body_with('{"a": ["?"]}').replace(b"?", b"\xed\xa0\xbd"), "at $.data.a[0] contains a"),
+        (body_with('{"note": "a\\u0000b"}'), "string at $.data.note contains NUL"),
+        (body_with('{"a\\u0000": 1}'), 'key "a\\u0000" in $.data contains NUL'),
+        (body_with(merchant_id='"m\\u0000"'), "string at $.merchant_id contains NUL"),
+        (b'{"type": "transaction.approved\\u0000"}', "string at $.type contains NUL"),
+        # Depth, numbers and keys Python's json reads but we do not keep.
+        (body_with(data_of_depth(33)), "$.data.a" + "[0]" * 30 + " is nested deeper than 32"),
+        (body_with(f'{{"n": {2**63}}}'), f"integer {2**63} does not fit in a signed 64-bit"),
+        (b"[" * 100_000 + b"]" * 100_000, "body is nested deeper than 32 levels"),
+        (body_with('{"n": ' + "7" * 5000 + "}"), "(5000 characters) does not fit in a signed"),
+        (body_with('{"n": 1e400}'), "number 1e400 is too large for a 64-bit float at $.data.n"),
+        (body_with('{"n": -1e400}'), "too large for a 64-bit float"),
+        (body_with('{"n": NaN}'), "NaN is not a JSON number at $.data.n"),
+        (body_with('{"n": [Infinity]}'), "Infinity is not a JSON number at $.data.n[0]"),
+        (body_with('{"n": -Infinity}'), "-Infinity is not a JSON number"),
+        (body_with('{"a": 1, "a": 2}'), 'duplicate key "a" at $.data'),
+        (b'{"type": "webhook.test", "type": "transaction.approved"}', 'duplicate key "type" at $'),
+        # A time that exists at its offset but not in UTC (an OverflowError: a 500).
+        (body_with(occurred_at='"0001-01-01T00:00:00+01:00"'), "'occurred_at' is out of range"),
+        (body_with(occurred_at='"9999-12-31T23:59:59-01:00"'), "'occurred_at' is out of range"),
+        # Fields longer than their columns (PostgreSQL raised a DataError: a 500).
+        (('{"type": "' + "t" * 121 + '"}').encode(), "'type' must be at most 120 characters"),
+    ],
+)
+def test_refuses_json_that_cannot_be_stored_or_sent_again_with_400(app, client, body, message):
+    response = post_raw(client, body, signed_headers(body))
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert message in response.get_json()["error"]
+    assert count(Event) == 0 and count(Delivery) == 0
+
+
+@pytest.mark.parametrize(
+    ("at_limit", "over_it", "message"),
+    [
+        (data_of_depth(32), data_of_depth(33), "nested deeper than 32 levels"),
+        ('{"n": 9223372036854775807}', '{"n": 9223372036854775808}', "signed 64-bit integer"),
+        ('{"n": -9223372036854775808}', '{"n": -9223372036854775809}', "signed 64-bit integer"),
+        ('{"n": 1.7976931348623157e308}', '{"n": 1.8e308}', "too large for a 64-bit float"),
+        (
+            '{"s": "\\ud83d\\ude00 \u05e9\u05dc\u05d5\u05dd"}',
+            '{"s": "\\ud83d \\ude00"}',
+            "surrogate",
+        ),
+        ('{"s": "a\\u0001\\u001fb"}', '{"s": "a\\u0000b"}', "contains NUL"),
+        ('{"a": 1, "A": {"a": 2}}', '{"a": 1, "A": 2, "a": 3}', 'duplicate key "a"'),
+    ],
+)
+def test_accepts_json_at_a_limit_and_refuses_it_just_over(app, client, at_limit, over_it, message):
+    from webhook_admin.delivery.envelope import envelope_bytes
+
+    accepted = body_with(at_limit)
+    assert post_raw(client, accepted, signed_headers(accepted, "evt_ok")).status_code == 202
+    event = db.session.get(Event, "evt_ok")
+    assert event.data == json.loads(at_limit) == json.loads(envelope_bytes(event))["data"]
+    refused = body_with(over_it)
+    response = post_raw(client, refused, signed_headers(refused))
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert message in response.get_json()["error"]
+    assert count(Event) == 1
+
+
+def test_merchant_id_may_fill_its_column_but_not_overflow_it(app, client):
+    """PostgreSQL refused a 121-character merchant_id with a DataError: a 500."""
+    fits = body_with(merchant_id='"' + "m" * 120 + '"')
+    assert post_raw(client, fits, signed_headers(fits)).status_code == 202
+    too_long = body_with(merchant_id='"' + "m" * 121 + '"')
+    response = post_raw(client, too_long, signed_headers(too_long))
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "'merchant_id' must be at most 120 characters"}
+    assert count(Event) == 1
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["evt\x01x", "evt\r\nx-injected: 1", "evt\tx", "evt x", " evt", "evt\x7f", "évt"],
+)
+def test_refuses_a_webhook_id_that_cannot_be_an_http_header_with_400(app, client, event_id):
+    """The id becomes the `webhook-id` header of every delivery; environ_overrides puts it in
+    the request as a server would pass it on (the test client refuses CR/LF in headers)."""
+    body = b'{"type": "transaction.approved"}'
+    headers = signed_headers(body, event_id)
+    del headers["webhook-id"]
+    response = client.post(
+        "/api/v1/events",
+        data=body,
+        headers=headers,
+        environ_overrides={"HTTP_WEBHOOK_ID": event_id},
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "webhook-id must be" in response.get_json()["error"]
+    assert count(Event) == 0

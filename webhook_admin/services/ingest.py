@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,10 +14,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Delivery, Event
+from . import json_limits
 from .fanout import TypeAndSubscribers, create_deliveries, type_and_subscribers
 
 log = logging.getLogger(__name__)
-MAX_ID_LENGTH = 255
+MAX_ID_LENGTH = Event.id.type.length
+EVENT_ID = re.compile(r"[!-~]+")  # printable ASCII, space excluded
+COLUMN_LIMITS = {"type": Event.type.type.length, "merchant_id": Event.merchant_id.type.length}
 
 
 class IngestError(ValueError):
@@ -42,11 +45,21 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def check_event_id(event_id: str) -> None:
+    """The webhook-id becomes the `webhook-id` header of every delivery: printable ASCII,
+    no spaces (HTTP strips them at the ends, and the id is signed), no control characters
+    (CR/LF would make every send of the event fail)."""
+    if not 0 < len(event_id) <= MAX_ID_LENGTH:
+        raise IngestError(f"webhook-id must be 1 to {MAX_ID_LENGTH} characters")
+    if not EVENT_ID.fullmatch(event_id):
+        raise IngestError("webhook-id must be printable ASCII without spaces or control characters")
+
+
 def parse_event_body(body: bytes) -> dict:
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestError(f"body is not valid JSON: {exc}") from None
+        payload = json_limits.loads(body)
+    except json_limits.JSONLimitError as exc:
+        raise IngestError(str(exc)) from None
     if not isinstance(payload, dict):
         raise IngestError(f"body must be a JSON object, got {type(payload).__name__}")
     event_type = payload.get("type")
@@ -58,6 +71,10 @@ def parse_event_body(body: bytes) -> dict:
     merchant_id = payload.get("merchant_id")
     if merchant_id is not None and not isinstance(merchant_id, str):
         raise IngestError("'merchant_id' must be a string when given")
+    # Longer than their columns, PostgreSQL refuses the insert (a DataError, a 500).
+    for name, limit in COLUMN_LIMITS.items():
+        if len(payload.get(name) or "") > limit:
+            raise IngestError(f"'{name}' must be at most {limit} characters")
     return payload
 
 
@@ -69,9 +86,12 @@ def parse_occurred_at(raw: object) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise IngestError(f"'occurred_at' is not ISO 8601: {raw!r}") from None
+        raise IngestError(f"'occurred_at' is not ISO 8601: {raw[:64]!r}") from None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise IngestError(f"'occurred_at' is out of range in UTC: {raw!r}") from None
     return value
 
 
@@ -118,8 +138,7 @@ def find_existing(event_id: str, digest: str) -> IngestResult | None:
 def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestResult:
     """Store the event and its deliveries (flushed, not committed); for a webhook-id seen
     before, the first result (or IngestError 409 if it came with another body)."""
-    if len(event_id) > MAX_ID_LENGTH:
-        raise IngestError(f"webhook-id must be at most {MAX_ID_LENGTH} characters")
+    check_event_id(event_id)
     digest = body_digest(body)
     connection = db.session.connection()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
 
@@ -92,7 +93,26 @@ def render_error(status: int, title: str, message: str):
     return render_template("errors/error.html", title=title, message=message), status
 
 
+class ChunkedBodyLimit:
+    """WSGI wrapper: a chunked body (no Content-Length) is read here, one byte past
+    MAX_CONTENT_LENGTH at most, and handed on with its length, so the limit answers 413
+    through the error pages below. Werkzeug stops reading such a body at the limit and
+    hands on what it read as if it were whole: a cut-off form, refused with a 400."""
+
+    def __init__(self, wsgi_app, limit: int):
+        self.wsgi_app, self.limit = wsgi_app, limit
+
+    def __call__(self, environ, start_response):
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = environ["wsgi.input"].read(self.limit + 1)
+            # Now a plain body of known length (werkzeug ignores a length with chunked).
+            del environ["HTTP_TRANSFER_ENCODING"]
+            environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+        return self.wsgi_app(environ, start_response)
+
+
 def register_common(app: Flask) -> None:
+    app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.jinja_env.filters.update(
         ago=ago, pretty_body=pretty_body, pretty_json=pretty_json, when=when
     )
@@ -109,6 +129,16 @@ def register_common(app: Flask) -> None:
     @app.errorhandler(403)
     def forbidden(exc):
         return render_error(403, "Not allowed", "Your role cannot make this change.")
+
+    @app.errorhandler(413)
+    def too_large(exc):
+        # MAX_CONTENT_LENGTH (or a multipart form limit) refused the body before it was read.
+        limit = f"{app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MiB"
+        if request.path.startswith("/api/"):
+            return {"error": f"body is larger than {limit}"}, 413
+        return render_error(
+            413, "Request too large", f"This request sent more than the {limit} we accept."
+        )
 
     @app.errorhandler(404)
     def not_found(exc):
