@@ -26,11 +26,12 @@ from webhook_admin.delivery.scheduler_thread import SchedulerThread
 from webhook_admin.delivery.sweeper import SweeperThread
 from webhook_admin.logging_setup import configure_logging
 from webhook_admin.queues import (
-    FRESH_QUEUE,
-    MAINTENANCE_QUEUE,
-    RETRY_QUEUE,
+    FRESH,
+    MAINTENANCE,
+    RETRY,
     get_queue,
     make_redis,
+    queue_name,
     use_worker_redis,
 )
 
@@ -180,20 +181,22 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
         # costs more than a delivery); RQ's worker runs retries and maintenance jobs. In burst
         # mode RQ's worker takes all three, so it returns only when everything is done.
         dispatcher = None
-        rq_queue_names = [RETRY_QUEUE, MAINTENANCE_QUEUE]
+        # Every queue name carries this database's prefix (queues.py): a worker never takes
+        # the jobs of another deployment sharing the Redis.
+        rq_kinds = [RETRY, MAINTENANCE]
         if args.burst:
-            rq_queue_names.insert(0, FRESH_QUEUE)
+            rq_kinds.insert(0, FRESH)
         else:
-            dispatcher = FreshDispatcher(runner, redis, FRESH_QUEUE, batch=min(threads, 100))
+            dispatcher = FreshDispatcher(runner, redis, queue_name(FRESH), batch=min(threads, 100))
             dispatcher.start()
-        queues = [get_queue(n) for n in rq_queue_names]
+        queues = [get_queue(kind) for kind in rq_kinds]
         logging.getLogger("worker").info(
             "worker starting pid=%s threads=%s queues=%s",
             os.getpid(),
             threads,
             ",".join(q.name for q in queues),
         )
-        scheduler = SchedulerThread([RETRY_QUEUE, MAINTENANCE_QUEUE], redis)
+        scheduler = SchedulerThread([queue_name(RETRY), queue_name(MAINTENANCE)], redis)
         scheduler.start()
         # Presence for the System page and /metrics; its own connection, with timeouts.
         heartbeat = Heartbeat(

@@ -2,7 +2,9 @@
 
 Creates var/ with development secrets on first run, applies migrations to the embedded
 SQLite database, seeds the catalog, makes sure Redis answers, creates the first admin, then
-runs the web app and one worker until Ctrl-C stops both."""
+runs the web app and one worker until Ctrl-C (or SIGTERM, or SIGHUP) stops both, and the
+redis-server it started. PORT (5000) sets the web port; DEV_VAR_DIR (var/) where the
+development secrets, var/dev.env and Redis's directory go."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+VAR = Path(os.environ.get("DEV_VAR_DIR") or ROOT / "var").resolve()
 SECRETS_FILE = VAR / "dev-secrets.json"
 PORT = int(os.environ.get("PORT", "5000"))
 
@@ -59,10 +61,10 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def ensure_redis(url: str) -> subprocess.Popen | None:
+def ensure_redis(url: str, children: list[subprocess.Popen]) -> None:
     """Use the Redis at `url`; start one under var/ if nothing answers and we can."""
     if redis_answers(url):
-        return None
+        return
     parsed = urlparse(url)
     binary = shutil.which("redis-server")
     if binary is None or parsed.hostname not in ("127.0.0.1", "localhost"):
@@ -72,7 +74,8 @@ def ensure_redis(url: str) -> subprocess.Popen | None:
             "redis) or set REDIS_URL to a running Redis."
         )
     port = str(parsed.port or 6379)
-    process = subprocess.Popen(
+    spawn(
+        children,
         [
             binary,
             "--port",
@@ -91,7 +94,7 @@ def ensure_redis(url: str) -> subprocess.Popen | None:
     for _ in range(50):
         if redis_answers(url):
             print(f"Started redis-server on port {port} (data in var/, nothing kept on disk)")
-            return process
+            return
         time.sleep(0.1)
     sys.exit(f"redis-server did not start on port {port}")
 
@@ -121,7 +124,70 @@ def prepare_database() -> tuple[str, str | None]:
     return email, password
 
 
+class Stop(Exception):
+    """Ctrl-C, SIGTERM or SIGHUP: stop everything we started."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_spawning = False  # a child is being started: a signal now waits until it is on the list
+_signalled: int | None = None
+
+
+def stop_on_signal(signum, frame) -> None:
+    global _signalled
+    _signalled = signum
+    if not _spawning:
+        raise Stop(signal.Signals(signum).name)
+
+
+def spawn(children: list[subprocess.Popen], argv: list[str], **options) -> subprocess.Popen:
+    """Start a child and put it on `children` before any stop signal is acted on."""
+    global _spawning
+    _spawning = True
+    try:
+        process = subprocess.Popen(argv, **options)
+        children.append(process)
+    finally:
+        _spawning = False
+    if _signalled is not None:
+        raise Stop(signal.Signals(_signalled).name)
+    return process
+
+
+def stop_children(children: list[subprocess.Popen]) -> None:
+    """SIGTERM each child (the worker finishes its attempts in flight), then wait; a child
+    still there after 20 s is killed. Further signals cannot cut this short."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    for process in children:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in children:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def main() -> int:
+    # Without these a `kill <pid>` (the default SIGTERM) or a closed terminal (SIGHUP) ended
+    # this process at once and left flask, worker.py and redis-server running.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop_on_signal)
+    children: list[subprocess.Popen] = []
+    try:
+        run(children)
+    except Stop:
+        pass
+    finally:
+        stop_children(children)
+    return 0
+
+
+def run(children: list[subprocess.Popen]) -> None:
+    """Start Redis if needed, the web app and the worker (each added to `children` as it
+    starts), then wait until one of them exits or a signal arrives."""
     VAR.mkdir(exist_ok=True)
     os.environ.setdefault("APP_ENV", "development")
     for name, value in dev_secrets().items():
@@ -130,11 +196,12 @@ def main() -> int:
     names = ("APP_ENV", "REDIS_URL", "DATABASE_URL", *dev_secrets())
     write_shell_env({n: os.environ[n] for n in names if n in os.environ})
     sys.path.insert(0, str(ROOT))
-    redis_process = ensure_redis(os.environ["REDIS_URL"])
+    ensure_redis(os.environ["REDIS_URL"], children)
     email, password = prepare_database()
 
     bin_dir = Path(sys.executable).parent
-    web = subprocess.Popen(
+    web = spawn(
+        children,
         [
             str(bin_dir / "flask"),
             "--app",
@@ -147,7 +214,7 @@ def main() -> int:
         ],
         cwd=ROOT,
     )
-    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT)
+    worker = spawn(children, [sys.executable, "worker.py"], cwd=ROOT)
     login = (
         f"{email} / {password}   (shown once; set ADMIN_EMAIL/ADMIN_PASSWORD to choose)"
         if password
@@ -160,25 +227,11 @@ def main() -> int:
         f"  Ingest secret: {os.environ['WEBHOOK_INGEST_SECRET']}   (development only)\n"
         "  CLI settings:  . var/dev.env   (then e.g.: .venv/bin/flask --app wsgi events emit "
         "transaction.approved --data '{\"amount\": 1200}')\n"
-        "  Ctrl-C stops the web app and the worker.\n",
+        "  Ctrl-C (or SIGTERM) stops the web app, the worker and a Redis started here.\n",
         flush=True,
     )
-    children = [p for p in (web, worker, redis_process) if p is not None]
-    try:
-        while all(p.poll() is None for p in (web, worker)):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for process in children:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in children:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    return 0
+    while all(p.poll() is None for p in (web, worker)):
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -98,6 +100,8 @@ class Settings:
     # /metrics: a bearer token; when unset, loopback only in production (docs/operations.md).
     metrics_token: str | None = None
     heartbeat_interval: float = 5.0  # seconds between worker heartbeats (TTL is 3x)
+    # Names every Redis queue and key of ours (queues.py): two databases never share work.
+    queue_prefix: str = "wa-default"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -126,6 +130,37 @@ def _read_database_url(environ: Mapping[str, str], env: str, instance_path: str)
     if not url.startswith(("sqlite:", "postgresql+psycopg:")):
         raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {url!r}")
     return url
+
+
+QUEUE_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def default_queue_prefix(database_url: str) -> str:
+    """`wa-` + 10 hex chars of sha256 of the database's identity: the URL without its
+    password, query or default port, a SQLite path made absolute. Web and worker processes
+    given the same database get the same name; two databases never share queues."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        path = url.database
+        identity = "sqlite:" + (os.path.abspath(path) if path and path != ":memory:" else "")
+    else:
+        host = (url.host or "").lower()
+        identity = f"postgresql://{url.username or ''}@{host}:{url.port or 5432}/{url.database}"
+    return "wa-" + hashlib.sha256(identity.encode()).hexdigest()[:10]
+
+
+def _read_queue_prefix(environ: Mapping[str, str], database_url: str) -> str:
+    raw = environ.get("WEBHOOK_QUEUE_PREFIX", "").strip()
+    if not raw:
+        return default_queue_prefix(database_url)
+    if not QUEUE_PREFIX_PATTERN.fullmatch(raw):
+        raise ConfigError(
+            "WEBHOOK_QUEUE_PREFIX must be 1-40 letters, digits, '-' or '_' (it names the "
+            f"Redis queues and keys of this deployment), got {raw!r}"
+        )
+    return raw
 
 
 def _read_ingest_keys(environ: Mapping[str, str], required: bool) -> tuple[bytes, ...]:
@@ -187,9 +222,10 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         raw = environ.get(name)
         return default if raw is None or raw.strip() == "" else parser(name, raw)
 
+    database_url = _read_database_url(environ, env, instance_path)
     settings = Settings(
         env=env,
-        database_url=_read_database_url(environ, env, instance_path),
+        database_url=database_url,
         redis_url=environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         secret_key=secret_key,
         ingest_keys=_read_ingest_keys(environ, required=production),
@@ -212,6 +248,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         egress_proxy=environ.get("WEBHOOK_EGRESS_PROXY") or None,
         metrics_token=environ.get("METRICS_TOKEN", "").strip() or None,
         heartbeat_interval=optional("WEBHOOK_HEARTBEAT_INTERVAL", parse_positive_float, 5.0),
+        queue_prefix=_read_queue_prefix(environ, database_url),
     )
     _check_lease(settings)
     return settings

@@ -16,9 +16,14 @@ from rq.job import Job, JobStatus
 log = logging.getLogger(__name__)
 
 # Separate queues so a failing endpoint's retries never wait in front of fresh deliveries.
-FRESH_QUEUE = "deliveries"
-RETRY_QUEUE = "retries"
-MAINTENANCE_QUEUE = "maintenance"
+# These are kinds; the RQ queue of a kind is `queue_name(kind)`, `<prefix>:<kind>`, where the
+# prefix (WEBHOOK_QUEUE_PREFIX, by default derived from the database) keeps deployments that
+# share one Redis apart: a job names a delivery id of one database only.
+FRESH = "deliveries"
+RETRY = "retries"
+MAINTENANCE = "maintenance"
+QUEUE_KINDS = (FRESH, RETRY, MAINTENANCE)
+RETRY_QUEUE = RETRY  # the kind under its old name (runner.py and the sweeper import it)
 DELIVER_FUNC = "webhook_admin.delivery.jobs.deliver"
 # A queued job older than this is checked against its queue before it is believed live.
 STALE_QUEUED_SECONDS = 60
@@ -50,8 +55,25 @@ def use_worker_redis() -> Redis:
     return current_app.extensions["redis"]
 
 
-def get_queue(name: str) -> Queue:
-    return Queue(name, connection=get_redis())
+def queue_prefix() -> str:
+    """This app's namespace in Redis (Settings.queue_prefix)."""
+    return current_app.config["SETTINGS"].queue_prefix
+
+
+def queue_name(kind: str) -> str:
+    """The RQ queue of a kind (FRESH, RETRY, MAINTENANCE) for this app's database."""
+    if kind not in QUEUE_KINDS:
+        raise ValueError(f"unknown queue kind {kind!r}")
+    return f"{queue_prefix()}:{kind}"
+
+
+def redis_key(*parts: str) -> str:
+    """A Redis key of ours (locks, heartbeats, throttles) in this app's namespace."""
+    return ":".join(("webhook-admin", queue_prefix(), *parts))
+
+
+def get_queue(kind: str) -> Queue:
+    return Queue(queue_name(kind), connection=get_redis())
 
 
 # A delivery to queue: its id with the number of attempts made so far, or just the id.
@@ -59,11 +81,21 @@ DeliveryRef = int | tuple[int, int]
 
 
 def job_id_for(delivery_id: int, attempts_made: int | None) -> str:
-    """`delivery-<id>-<attempts made>`: the sweeper can ask Redis whether the job for a
-    delivery's next attempt is live, and a follow-up never reuses the id of the job that is
-    running (RQ deletes a finished job's hash, which would orphan a re-queued same id)."""
+    """`<prefix>_delivery-<id>-<attempts made>`: the sweeper can ask Redis whether the job for
+    a delivery's next attempt is live, and a follow-up never reuses the id of the job that is
+    running (RQ deletes a finished job's hash, which would orphan a re-queued same id). RQ's
+    job hashes are not per queue: the prefix keeps another database's delivery 7 apart."""
     suffix = attempts_made if attempts_made is not None else "x" + uuid.uuid4().hex[:12]
-    return f"delivery-{delivery_id}-{suffix}"
+    return f"{queue_prefix()}_delivery-{delivery_id}-{suffix}"
+
+
+def delivery_id_of(job_id: str) -> int | None:
+    """`[<prefix>_]delivery-<id>-<suffix>` -> id; None for anything else."""
+    head, found, tail = job_id.rpartition("delivery-")
+    parts = tail.split("-")
+    if found and (not head or head.endswith("_")) and len(parts) == 2 and parts[0].isdigit():
+        return int(parts[0])
+    return None
 
 
 def _split(ref: DeliveryRef) -> tuple[int, int | None]:
@@ -85,14 +117,14 @@ def _job_options(delivery_id: int, attempts_made: int | None) -> dict:
     }
 
 
-def enqueue_deliveries(deliveries: Iterable[DeliveryRef], queue_name: str = FRESH_QUEUE) -> bool:
+def enqueue_deliveries(deliveries: Iterable[DeliveryRef], kind: str = FRESH) -> bool:
     """Queue a job per delivery in one round trip; False (and a log line) if Redis is down."""
     refs = [_split(ref) for ref in deliveries]
     if not refs:
         return True
     ids = [i for i, _ in refs]
     try:
-        queue = get_queue(queue_name)
+        queue = get_queue(kind)
         jobs = [Queue.prepare_data(DELIVER_FUNC, (i,), **_job_options(i, n)) for i, n in refs]
         # Not MULTI/EXEC: jobs are independent, and any the sweeper finds missing it queues.
         with get_redis().pipeline(transaction=False) as pipe:
@@ -114,8 +146,8 @@ def schedule_delivery(delivery_id: int, attempts_made: int, when: datetime) -> b
         # `args=` explicitly: RQ then hands `deliver()` no keyword at all. Given the id as a
         # positional argument it passes on every option it does not know (a `timeout=` it
         # did, and every scheduled retry died of a TypeError in `deliver()`).
-        get_queue(RETRY_QUEUE).enqueue_at(
-            when.replace(tzinfo=UTC), DELIVER_FUNC, args=(delivery_id,), **options
+        get_queue(RETRY).enqueue_at(
+            _whole_second_after(when), DELIVER_FUNC, args=(delivery_id,), **options
         )
     except RedisError as exc:
         log.warning(
@@ -123,6 +155,14 @@ def schedule_delivery(delivery_id: int, attempts_made: int, when: datetime) -> b
         )
         return False
     return True
+
+
+def _whole_second_after(when: datetime) -> datetime:
+    """RQ keeps a scheduled job's time in whole seconds, cut down, and enqueues it as soon as
+    that second begins: up to 1 s before the delivery is due, when its claim does nothing and
+    the retry waits for the sweeper. Rounded up, the job is never early."""
+    due = when.replace(tzinfo=UTC)
+    return due if not due.microsecond else due.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
@@ -144,7 +184,7 @@ def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
         if status is None or status.decode() not in LIVE_JOB_STATES:
             continue
         if status.decode() == JobStatus.QUEUED.value and _older(enqueued_at, stale_before):
-            to_verify.append((i, n, origin.decode() if origin else FRESH_QUEUE))
+            to_verify.append((i, n, origin.decode() if origin else queue_name(FRESH)))
         elif status.decode() == JobStatus.STARTED.value and _older(started_at, stale_before):
             # A worker killed while its job waited for a free delivery thread leaves the job
             # "started" until RQ's cleanup (job timeout + maintenance, 15 min): not believed.

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from tests.conftest import signed_headers
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery, Event
-from webhook_admin.queues import FRESH_QUEUE, get_queue
+from webhook_admin.queues import FRESH, get_queue, job_id_for
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
 
 
@@ -42,13 +42,13 @@ def test_enqueues_one_job_per_delivery_after_commit(app, post_event):
     add_endpoint("http://127.0.0.1:9/other")
     post_event(event_id="evt_jobs")
     ids = db.session.scalars(select(Delivery.id)).all()
-    assert sorted(get_queue(FRESH_QUEUE).job_ids) == sorted(f"delivery-{i}-0" for i in ids)
+    assert sorted(get_queue(FRESH).job_ids) == sorted(job_id_for(i, 0) for i in ids)
 
 
 def test_job_arguments_carry_only_the_delivery_id(app, post_event):
     add_endpoint()
     post_event(event_id="evt_args")
-    job = get_queue(FRESH_QUEUE).jobs[0]
+    job = get_queue(FRESH).jobs[0]
     delivery_id = db.session.scalar(select(Delivery.id))
     assert job.args == (delivery_id,) and job.kwargs == {}
 

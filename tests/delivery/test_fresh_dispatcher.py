@@ -1,4 +1,5 @@
-"""The fresh-queue dispatcher reads the delivery id from the job id (`delivery-<id>-<n>`)."""
+"""The fresh-queue dispatcher reads the delivery id from the job id
+(`<prefix>_delivery-<id>-<n>`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,21 @@ from webhook_admin.queues import job_id_for
 
 
 @pytest.mark.parametrize("attempts", [0, 3, None])
-def test_reads_back_the_delivery_id_of_every_job_id_we_make(attempts):
-    assert delivery_id_of(job_id_for(4217, attempts)) == 4217
+def test_reads_back_the_delivery_id_of_every_job_id_we_make(app, attempts):
+    job_id = job_id_for(4217, attempts)
+    assert job_id.startswith(app.config["SETTINGS"].queue_prefix + "_delivery-4217-")
+    assert delivery_id_of(job_id) == 4217
 
 
-@pytest.mark.parametrize("job_id", ["bulk-retry-1", "delivery-x-0", "delivery-12", ""])
+@pytest.mark.parametrize("job_id", ["wa-1_delivery-9-0", "delivery-9-0", "a-b_c_delivery-9-x1f"])
+def test_reads_the_delivery_id_after_any_prefix(job_id):
+    assert delivery_id_of(job_id) == 9
+
+
+@pytest.mark.parametrize(
+    "job_id",
+    ["bulk-retry-1", "delivery-x-0", "delivery-12", "", "wa-1delivery-9-0", "delivery-9-0-1"],
+)
 def test_anything_else_is_not_a_delivery(job_id):
     assert delivery_id_of(job_id) is None
 
@@ -33,7 +44,7 @@ def test_a_popped_delivery_waiting_behind_its_endpoint_cap_is_not_resent_by_the_
     from webhook_admin.delivery.sweeper import sweep_once
     from webhook_admin.extensions import db
     from webhook_admin.models import Delivery
-    from webhook_admin.queues import FRESH_QUEUE, get_redis
+    from webhook_admin.queues import FRESH, get_redis, queue_name
 
     add_endpoint("http://127.0.0.1:9/hook")
     for n in range(3):
@@ -43,7 +54,7 @@ def test_a_popped_delivery_waiting_behind_its_endpoint_cap_is_not_resent_by_the_
     )
     db.session.commit()
     redis = get_redis()
-    dispatcher = FreshDispatcher(DeliveryRunner(app, threads=1), redis, FRESH_QUEUE)
+    dispatcher = FreshDispatcher(DeliveryRunner(app, threads=1), redis, queue_name(FRESH))
 
     job_ids = dispatcher._take_batch()
 

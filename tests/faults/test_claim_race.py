@@ -11,7 +11,7 @@ from tests.support.processes import wait_until
 from tests.support.receiver import Receiver
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery, Endpoint
-from webhook_admin.queues import FRESH_QUEUE, enqueue_deliveries, get_queue, get_redis
+from webhook_admin.queues import FRESH, enqueue_deliveries, get_queue, get_redis
 
 EVENTS = 150
 
@@ -31,14 +31,14 @@ def test_two_workers_with_duplicate_jobs_send_each_delivery_exactly_once(
             assert post_event(event_id=event_id).status_code == 202
         # Two live jobs per delivery, side by side in the queue, so both workers pop the
         # same delivery at the same moment (as after a sweeper re-enqueue of a slow job).
-        get_redis().delete(get_queue(FRESH_QUEUE).key)
+        get_redis().delete(get_queue(FRESH).key)
         delivery_ids = list(db.session.scalars(select(Delivery.id).order_by(Delivery.id)))
         enqueue_deliveries([ref for i in delivery_ids for ref in ((i, 0), (i, None))])
-        assert get_queue(FRESH_QUEUE).count == 2 * EVENTS
+        assert get_queue(FRESH).count == 2 * EVENTS
         workers = [start_worker("--threads", threads) for _ in range(2)]
         receiver.wait_for(EVENTS, timeout=60)
         wait_until(
-            lambda: get_queue(FRESH_QUEUE).count == 0 and not in_progress(),
+            lambda: get_queue(FRESH).count == 0 and not in_progress(),
             timeout=30,
             message=workers[0].output(),
         )

@@ -20,7 +20,7 @@ from tests.support.redis_server import free_port
 from webhook_admin import create_app
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery, Event
-from webhook_admin.queues import get_redis
+from webhook_admin.queues import FRESH, get_queue
 
 BODY = json.dumps({"type": "transaction.approved", "data": {"amount": 1}}).encode()
 
@@ -37,7 +37,7 @@ def rows() -> tuple[int, int]:
 
 
 def queued() -> int:
-    return get_redis().llen("rq:queue:deliveries")
+    return get_queue(FRESH).count
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from tests.faults.invariants import check_invariants
 from tests.support.processes import wait_until
 from tests.support.receiver import Receiver, Reply
 from tests.support.work import run_queued_jobs
+from webhook_admin.delivery.sweeper import last_run_key
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery
-from webhook_admin.queues import RETRY_QUEUE, get_queue, get_redis
+from webhook_admin.queues import RETRY, get_queue, get_redis
 
 SCHEDULE = "4,1"
 EACH = 250
@@ -41,7 +42,7 @@ def test_redis_restarted_empty_loses_no_pending_or_scheduled_delivery(
             assert post_event("refund.created", event_id=event_id).status_code == 202
         app.config["SETTINGS"] = replace(app.config["SETTINGS"], retry_schedule=(4, 1))
         run_queued_jobs(app)
-        assert get_queue(RETRY_QUEUE).scheduled_job_registry.count == EACH
+        assert get_queue(RETRY).scheduled_job_registry.count == EACH
         # ... and 250 fresh ones queued for a worker that is slower than they arrive.
         pending = [f"evt_p_{n}" for n in range(EACH)]
         for event_id in pending:
@@ -77,7 +78,7 @@ def test_event_accepted_while_redis_is_down_is_delivered_when_it_returns(
     with Receiver(responder) as receiver:
         add_endpoint(receiver.url)
         worker = start_worker()
-        wait_until(lambda: get_redis().exists("webhook-admin:sweeper:last-run"))
+        wait_until(lambda: get_redis().exists(last_run_key()))
         with redis_outage:
             started = time.monotonic()
             ids = [f"evt_down_{n}" for n in range(10)]

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from tests.ops.promtext import parse, value
 from tests.support.processes import wait_until
 from tests.support.receiver import Reply
-from webhook_admin.delivery.heartbeat import KEY_PREFIX, list_workers
+from webhook_admin.delivery.heartbeat import list_workers, worker_key
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery
 from webhook_admin.queues import get_redis
@@ -33,7 +33,7 @@ def test_worker_heartbeat_lists_its_delivery_in_flight_and_leaves_on_sigterm(
     assert info["threads"] == 4 and info["state"] == "busy"
     assert info["host"] and info["last_seen"] >= info["started_at"]
     (delivery_id,) = info["in_flight"]
-    assert get_redis().ttl(KEY_PREFIX + info["name"]) >= 1
+    assert get_redis().ttl(worker_key(info["name"])) >= 1
     release.set()
     wait_until(lambda: list_workers(get_redis())[0]["state"] == "idle")
     worker.signal(signal.SIGTERM)

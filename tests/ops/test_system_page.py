@@ -7,7 +7,7 @@ import time
 
 from tests.support.processes import wait_until
 from webhook_admin.delivery.heartbeat import list_workers
-from webhook_admin.delivery.sweeper import LAST_RUN_KEY
+from webhook_admin.delivery.sweeper import last_run_key
 from webhook_admin.queues import get_redis
 
 
@@ -22,7 +22,7 @@ def test_viewer_sees_workers_queues_and_sweeper(
 ):
     add_endpoint("http://127.0.0.1:9/hook")
     post_event(event_id="evt_sys")
-    get_redis().set(LAST_RUN_KEY, f"{time.time() - 42:.0f}")
+    get_redis().set(last_run_key(), f"{time.time() - 42:.0f}")
     worker = start_worker(
         "--name", "sys-worker-1", "--no-sweeper", WEBHOOK_HEARTBEAT_INTERVAL="0.2"
     )

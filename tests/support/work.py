@@ -6,7 +6,7 @@ from flask import Flask
 from rq import SimpleWorker
 
 from webhook_admin.delivery.runner import DeliveryRunner, install_runner
-from webhook_admin.queues import FRESH_QUEUE, RETRY_QUEUE, get_queue, get_redis
+from webhook_admin.queues import FRESH, RETRY, get_queue, get_redis
 
 
 def run_queued_jobs(
@@ -19,7 +19,7 @@ def run_queued_jobs(
     queued again by the attempt itself, so a few rounds drain a whole retry schedule of zeros.
     A new runner each call unless one is given (to keep its caches across calls)."""
     install_runner(runner or DeliveryRunner(app, threads=1))
-    queues = [get_queue(FRESH_QUEUE), get_queue(RETRY_QUEUE)]
+    queues = [get_queue(FRESH), get_queue(RETRY)]
     for _ in range(rounds):
         if not any(q.count for q in queues):
             return

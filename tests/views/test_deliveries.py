@@ -9,7 +9,7 @@ from webhook_admin.clock import utcnow
 from webhook_admin.delivery.maintenance_jobs import bulk_retry
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, AuditEntry, Delivery, Event
-from webhook_admin.queues import MAINTENANCE_QUEUE, RETRY_QUEUE, get_queue
+from webhook_admin.queues import MAINTENANCE, RETRY, get_queue
 
 
 def make_delivery(endpoint, status="failed", event_type="transaction.approved", n=0) -> Delivery:
@@ -121,12 +121,12 @@ def test_bulk_retry_shows_count_first_then_queues_a_job(admin, endpoint):
     make_delivery(endpoint, status="succeeded")
     confirm = admin.get(f"/deliveries/bulk-retry?endpoint_id={endpoint.id}&range=24h")
     assert "<strong>3</strong> failed deliveries would be retried" in confirm.get_data(as_text=True)
-    assert get_queue(MAINTENANCE_QUEUE).count == 0
+    assert get_queue(MAINTENANCE).count == 0
     response = admin.post(
         "/deliveries/bulk-retry", {"endpoint_id": endpoint.id, "range": "24h"}, htmx=True
     )
     assert response.status_code == 202
-    assert get_queue(MAINTENANCE_QUEUE).count == 1
+    assert get_queue(MAINTENANCE).count == 1
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "delivery.bulk_retry"))
     assert entry.after["failed_count"] == 3
 
@@ -137,4 +137,4 @@ def test_bulk_retry_job_retries_each_failed_delivery(app, endpoint):
     assert bulk_retry({"endpoint_id": endpoint.id}, "admin@example.com") == 3
     statuses = dict(db.session.execute(select(Delivery.id, Delivery.status)).all())
     assert {statuses[i] for i in failed} == {"retrying"} and statuses[ok.id] == "succeeded"
-    assert queued_delivery_ids(RETRY_QUEUE) == failed
+    assert queued_delivery_ids(RETRY) == failed

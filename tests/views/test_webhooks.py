@@ -9,7 +9,7 @@ from sqlalchemy import select
 from webhook_admin.clock import utcnow
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, AuditEntry, Delivery, Endpoint, Event
-from webhook_admin.queues import FRESH_QUEUE, get_queue
+from webhook_admin.queues import FRESH, delivery_id_of, get_queue
 
 GOOD_FORM = {
     "url": "http://127.0.0.1:8123/hook",
@@ -115,9 +115,9 @@ def test_disable_then_enable_swaps_row_and_enqueues_held_deliveries(admin, endpo
     assert queued_delivery_ids() == {held}
 
 
-def queued_delivery_ids(queue: str = FRESH_QUEUE) -> set[int]:
-    """Delivery ids of the jobs waiting in an RQ queue (job ids are delivery-<id>[-<n>])."""
-    return {int(job_id.split("-")[1]) for job_id in get_queue(queue).job_ids}
+def queued_delivery_ids(kind: str = FRESH) -> set[int]:
+    """Delivery ids of the jobs waiting in one of the app's RQ queues."""
+    return {delivery_id_of(job_id) for job_id in get_queue(kind).job_ids}
 
 
 def _held_delivery(endpoint) -> int:

@@ -3,8 +3,9 @@
 RQ's worker loop spends 6-8 Redis round trips of bookkeeping on every job (status, started
 and finished registries, cleanup), which capped one process at ~180 deliveries/s here, below
 what one process can send. Fresh delivery jobs carry nothing but a delivery id, encoded in
-their job id (`delivery-<id>-<attempts>`), so this thread pops up to a batch of job ids at
-once and looks up their endpoints (one query). Then, as delivery threads come free, it
+their job id (`<prefix>_delivery-<id>-<attempts>`), so this thread pops up to a batch of job
+ids at once and looks up their endpoints (one query); an id the database does not have is
+logged and dropped (another deployment's job). Then, as delivery threads come free, it
 reserves every free one and claims that many deliveries in one statement, each claimed one
 starting at once on its reserved thread (a claim never waits for a thread: its lease runs).
 Claiming one by one on each thread had cost a pooled connection and a round trip per
@@ -35,7 +36,7 @@ from rq.utils import utcformat
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..queues import STALE_QUEUED_SECONDS
+from ..queues import STALE_QUEUED_SECONDS, delivery_id_of, queue_prefix
 from .attempt import autocommit_connection, endpoints_of
 from .runner import DeliveryRunner
 
@@ -46,12 +47,15 @@ BLOCK_SECONDS = 1
 POPPED_JOB_TTL_SECONDS = 2 * STALE_QUEUED_SECONDS
 
 
-def delivery_id_of(job_id: str) -> int | None:
-    """`delivery-<id>-<suffix>` -> id; None for anything else."""
-    parts = job_id.split("-")
-    if len(parts) >= 3 and parts[0] == "delivery" and parts[1].isdigit():
-        return int(parts[1])
-    return None
+NOT_OURS = (
+    "job for delivery %s that this database does not have: another deployment's job on a "
+    "shared Redis? not sent (queue namespace %s)"
+)
+
+
+def refuse_unknown(delivery_id: int) -> None:
+    """Log a job naming a delivery id this database has no row for (it is never sent)."""
+    log.warning(NOT_OURS, delivery_id, queue_prefix())
 
 
 class FreshDispatcher(threading.Thread):
@@ -129,8 +133,13 @@ class FreshDispatcher(threading.Thread):
         except SQLAlchemyError as exc:
             self._database_down(len(delivery_ids), exc)
             return False
-        # A delivery without a row is gone (retention or a reset database): nothing to send.
-        pending.extend((d, endpoint_ids[d]) for d in delivery_ids if d in endpoint_ids)
+        # A delivery without a row is not ours (another database's job) or is gone (retention,
+        # a reset database): nothing to send.
+        for delivery_id in delivery_ids:
+            if delivery_id in endpoint_ids:
+                pending.append((delivery_id, endpoint_ids[delivery_id]))
+            else:
+                refuse_unknown(delivery_id)
         return True
 
     def _db(self) -> Connection:

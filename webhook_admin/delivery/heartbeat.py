@@ -1,8 +1,9 @@
 """Worker presence in Redis: each worker process writes who it is and what it is sending.
 
-A hash per process (`webhook-admin:worker:<name>`) with a TTL of three intervals, so a worker
-killed with SIGKILL disappears by itself; an index (sorted set by last beat) lets readers
-find them without scanning Redis. A clean exit removes both at once."""
+A hash per process (`webhook-admin:<queue prefix>:worker:<name>`) with a TTL of three
+intervals, so a worker killed with SIGKILL disappears by itself; an index (sorted set by last
+beat, `webhook-admin:<queue prefix>:workers`) lets readers find them without scanning Redis.
+A clean exit removes both at once. The prefix keeps each deployment's workers to itself."""
 
 from __future__ import annotations
 
@@ -17,10 +18,19 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
+from ..queues import redis_key
+
 log = logging.getLogger(__name__)
-KEY_PREFIX = "webhook-admin:worker:"
-INDEX_KEY = "webhook-admin:workers"
 TTL_FACTOR = 3
+
+
+def worker_key(name: str) -> str:
+    """The worker's hash (in an app context: it names the app's namespace)."""
+    return redis_key("worker", name)
+
+
+def index_key() -> str:
+    return redis_key("workers")
 
 
 def default_worker_name() -> str:
@@ -28,7 +38,8 @@ def default_worker_name() -> str:
 
 
 class Heartbeat(threading.Thread):
-    """Beats every `interval` seconds until stopped; `in_flight` returns delivery ids."""
+    """Beats every `interval` seconds until stopped; `in_flight` returns delivery ids.
+    Made in an app context (for the key names); it beats from its own thread."""
 
     def __init__(
         self,
@@ -41,7 +52,8 @@ class Heartbeat(threading.Thread):
         super().__init__(name="heartbeat", daemon=True)
         self.redis = redis
         self.worker_name = name
-        self.key = KEY_PREFIX + name
+        self.key = worker_key(name)
+        self.index_key = index_key()
         self.threads = threads
         self.in_flight = in_flight
         self.interval = interval
@@ -67,9 +79,9 @@ class Heartbeat(threading.Thread):
             with self.redis.pipeline() as pipe:
                 pipe.hset(self.key, mapping=fields)
                 pipe.expire(self.key, ttl)
-                pipe.zadd(INDEX_KEY, {self.worker_name: now})
+                pipe.zadd(self.index_key, {self.worker_name: now})
                 # Forget index entries of workers that stopped beating long ago.
-                pipe.zremrangebyscore(INDEX_KEY, "-inf", now - 24 * 3600)
+                pipe.zremrangebyscore(self.index_key, "-inf", now - 24 * 3600)
                 pipe.execute()
         except RedisError as exc:
             log.warning("heartbeat skipped worker=%s, Redis unavailable: %s", self.worker_name, exc)
@@ -92,20 +104,21 @@ class Heartbeat(threading.Thread):
         try:
             with self.redis.pipeline() as pipe:
                 pipe.delete(self.key)
-                pipe.zrem(INDEX_KEY, self.worker_name)
+                pipe.zrem(self.index_key, self.worker_name)
                 pipe.execute()
         except RedisError as exc:  # the TTL removes it anyway
             log.warning("heartbeat not removed worker=%s: %s", self.worker_name, exc)
 
 
 def list_workers(redis: Redis) -> list[dict]:
-    """Live workers (their hash has not expired), oldest first."""
-    names = [n.decode() for n in redis.zrange(INDEX_KEY, 0, -1)]
+    """This app's live workers (their hash has not expired), oldest first."""
+    index = index_key()
+    names = [n.decode() for n in redis.zrange(index, 0, -1)]
     if not names:
         return []
     with redis.pipeline() as pipe:
         for name in names:
-            pipe.hgetall(KEY_PREFIX + name)
+            pipe.hgetall(worker_key(name))
         rows = pipe.execute()
     workers, gone = [], []
     for name, raw in zip(names, rows, strict=True):
@@ -126,5 +139,5 @@ def list_workers(redis: Redis) -> list[dict]:
             }
         )
     if gone:
-        redis.zrem(INDEX_KEY, *gone)
+        redis.zrem(index, *gone)
     return sorted(workers, key=lambda w: w["started_at"])

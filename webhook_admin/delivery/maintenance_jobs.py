@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 from rq.job import Job
 
-from ..queues import MAINTENANCE_QUEUE, RETRY_QUEUE, enqueue_deliveries, get_queue
+from ..queues import MAINTENANCE, RETRY, enqueue_deliveries, get_queue
 
 BULK_RETRY_FUNC = "webhook_admin.delivery.maintenance_jobs.bulk_retry"
 
@@ -15,14 +15,14 @@ def bulk_retry(scope: dict, actor: str) -> int:
     from ..services.bulk_retry import RetryScope, retry_failed
 
     return retry_failed(
-        RetryScope.from_dict(scope), actor, lambda ids: enqueue_deliveries(ids, RETRY_QUEUE)
+        RetryScope.from_dict(scope), actor, lambda ids: enqueue_deliveries(ids, RETRY)
     )
 
 
 def enqueue_bulk_retry(scope: dict, actor: str) -> Job | None:
     """Queue the job; None (the caller tells the operator) if Redis is unavailable."""
     try:
-        return get_queue(MAINTENANCE_QUEUE).enqueue(
+        return get_queue(MAINTENANCE).enqueue(
             BULK_RETRY_FUNC, scope, actor, job_timeout=3600, result_ttl=86400, failure_ttl=86400
         )
     except RedisError:

@@ -7,15 +7,18 @@ import logging
 from redis import Redis
 from redis.exceptions import RedisError
 
+from ..queues import redis_key
+
 log = logging.getLogger(__name__)
 MAX_FAILURES = 5
 WINDOW_SECONDS = 15 * 60
 
 
 def _keys(email: str, address: str | None) -> list[str]:
-    keys = [f"login-failures:account:{(email or '').strip().lower()}"]
+    """In this deployment's namespace: another one sharing the Redis counts its own."""
+    keys = [redis_key("login-failures", "account", (email or "").strip().lower())]
     if address:
-        keys.append(f"login-failures:address:{address}")
+        keys.append(redis_key("login-failures", "address", address))
     return keys
 
 

@@ -22,14 +22,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..clock import utcnow
 from ..delivery.heartbeat import list_workers
-from ..delivery.sweeper import LAST_RUN_KEY
+from ..delivery.sweeper import last_run_key
 from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass
-from ..queues import FRESH_QUEUE, MAINTENANCE_QUEUE, RETRY_QUEUE, get_redis
+from ..queues import QUEUE_KINDS, RETRY, get_redis, queue_name
 from .delivery_state import live_endpoint_ids
 
 log = logging.getLogger(__name__)
-QUEUES = (FRESH_QUEUE, RETRY_QUEUE, MAINTENANCE_QUEUE)
 # Attempt latency buckets, seconds (the delivery timeout defaults to 15 s).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 
@@ -49,7 +48,7 @@ class DatabaseFigures:
 @dataclass
 class RedisFigures:
     up: bool = False
-    queues: dict[str, int] = field(default_factory=dict)
+    queues: dict[str, int] = field(default_factory=dict)  # by kind (deliveries, retries...)
     scheduled: int = 0
     failed_jobs: dict[str, int] = field(default_factory=dict)
     workers: list[dict] = field(default_factory=list)
@@ -139,16 +138,18 @@ def read_redis_figures() -> RedisFigures:
     figures = RedisFigures()
     try:
         redis = get_redis()
+        # This deployment's queues only (another may share the Redis), labelled by kind.
+        names = [queue_name(kind) for kind in QUEUE_KINDS]
         with redis.pipeline() as pipe:
-            for name in QUEUES:
+            for name in names:
                 pipe.llen(Queue(name, connection=redis).key)
-            for name in QUEUES:
+            for name in names:
                 pipe.zcard(FailedJobRegistry(name, connection=redis).key)
-            pipe.zcard(ScheduledJobRegistry(RETRY_QUEUE, connection=redis).key)
-            pipe.get(LAST_RUN_KEY)
+            pipe.zcard(ScheduledJobRegistry(queue_name(RETRY), connection=redis).key)
+            pipe.get(last_run_key())
             values = pipe.execute()
-        figures.queues = dict(zip(QUEUES, values[:3], strict=True))
-        figures.failed_jobs = dict(zip(QUEUES, values[3:6], strict=True))
+        figures.queues = dict(zip(QUEUE_KINDS, values[:3], strict=True))
+        figures.failed_jobs = dict(zip(QUEUE_KINDS, values[3:6], strict=True))
         figures.scheduled = values[6]
         figures.sweeper_last_run = float(values[7]) if values[7] else None
         figures.workers = list_workers(redis)
