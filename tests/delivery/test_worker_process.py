@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -16,7 +17,6 @@ from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery
 from webhook_admin.queues import FRESH, RETRY, get_queue, get_redis, job_id_for
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
-
 
 # A short lease, so a killed worker's try is recovered within seconds (it must be at least
 # twice the delivery timeout).
@@ -142,7 +142,7 @@ def test_a_worker_killed_during_every_try_leaves_the_delivery_failed_after_the_l
     assert len(receiver.requests) == 3
     rows = db.session.execute(select(Attempt.number, Attempt.error_class).order_by(Attempt.number))
     assert rows.all() == [(1, "interrupted"), (2, "interrupted"), (3, "interrupted")]
-    gaps = [b.received_at - a.received_at for a, b in zip(receiver.requests, receiver.requests[1:])]
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(receiver.requests)]
     # Each retry waited for the lease to expire and then for the schedule's 1 s (-20 %).
     assert all(gap >= 2.0 + 0.8 for gap in gaps), gaps
 

@@ -6,7 +6,9 @@
 3. Attempt numbers are 1..n per delivery, n = the delivery's attempt count.
 4. Nothing is both done and claimable (a final status with a lease or a due time).
 5. Nothing a receiver acknowledged (logged a 2xx for that webhook-id at that endpoint) is
-   marked failed."""
+   marked failed.
+6. No delivery has more tries than its schedule allows (len(schedule) + 1, plus one per
+   manual retry), interrupted ones included."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from webhook_admin.extensions import db
-from webhook_admin.models import Attempt, Delivery, DeliveryStatus, ErrorClass, Event
+from webhook_admin.models import Attempt, Delivery, DeliveryStatus, ErrorClass, Event, Trigger
 from webhook_admin.services.fanout import type_and_subscribers
 
 
@@ -26,7 +28,7 @@ def check_invariants(
     acknowledged: Iterable[tuple[str, int]] = (),
     allow_waiting: bool = True,
 ) -> dict[str, int]:
-    """Assert all five; returns deliveries by status for the test's own assertions.
+    """Assert all six; returns deliveries by status for the test's own assertions.
 
     `accepted`: event ids ingest answered 2xx for; `acknowledged`: (event id, endpoint id)
     pairs a receiver answered 2xx; `allow_waiting=False` when everything must be done."""
@@ -46,13 +48,19 @@ def check_invariants(
                 f"event {event.id}: deliveries to {by_event[event.id]}, want {expected}"
             )
     numbers: dict[int, list[int]] = defaultdict(list)
-    for delivery_id, number in db.session.execute(select(Attempt.delivery_id, Attempt.number)):
+    manual: dict[int, int] = defaultdict(int)
+    for delivery_id, number, trigger in db.session.execute(
+        select(Attempt.delivery_id, Attempt.number, Attempt.trigger)
+    ):
         numbers[delivery_id].append(number)
+        manual[delivery_id] += trigger == Trigger.MANUAL
     acked = set(acknowledged)
     counts: dict[str, int] = defaultdict(int)
     for d in deliveries:
         counts[d.status] += 1
         problems += delivery_problems(d, sorted(numbers[d.id]), schedule, allow_waiting)
+        if d.attempts_count > len(schedule) + 1 + manual[d.id]:
+            problems.append(f"delivery {d.id}: {d.attempts_count} tries, over its schedule")
         if d.status == DeliveryStatus.FAILED and (d.event_id, d.endpoint_id) in acked:
             problems.append(f"delivery {d.id} is failed but its receiver acknowledged it")
     assert not problems, f"{len(problems)} invariant violations:\n" + "\n".join(problems[:30])
@@ -70,7 +78,7 @@ def delivery_problems(
     if d.status in DeliveryStatus.FINAL and (d.lease_token or d.next_attempt_at):
         problems.append(f"delivery {d.id} is {d.status} but still claimable (lease/due time)")
     if d.status == DeliveryStatus.FAILED:
-        gave_up_early = d.last_status_code == 410 or d.last_error_class == ErrorClass.BLOCKED
+        gave_up_early = d.last_status_code == 410 or d.last_error_class in ErrorClass.NOT_RETRIED
         if d.attempts_count != len(schedule) + 1 and not gave_up_early:
             problems.append(f"delivery {d.id} failed after {d.attempts_count} attempts")
     elif d.status in DeliveryStatus.WAITING:

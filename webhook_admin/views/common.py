@@ -75,7 +75,7 @@ def pretty_body(text: str | None) -> str:
         return ""
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # a receiver's body nested too deep to parse
         return text
 
 
