@@ -21,7 +21,7 @@ from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery, DeliveryStatus
 
 EVENTS = 8
-LEASE = 2.0
+LEASE = 6.0  # twice the delivery timeout: a slow, loaded machine must not expire a live try
 
 HUGE_HEADERS = b"".join(b"x-big-%d: %s\r\n" % (n, b"h" * 65_000) for n in range(98))
 POISONS = {
@@ -65,15 +65,16 @@ def test_poisoned_answers_are_stored_once_and_never_resend_an_innocent_endpoint(
     add_endpoint(receiver.url)  # the innocent endpoint
     poisoned = {name: add_endpoint(server.url) for name, server in poison_servers.items()}
     worker = start_worker(
-        WEBHOOK_LEASE_SECONDS=str(LEASE), WEBHOOK_DELIVERY_TIMEOUT="1", WEBHOOK_RETRY_SCHEDULE="60"
+        WEBHOOK_LEASE_SECONDS=str(LEASE), WEBHOOK_DELIVERY_TIMEOUT="3", WEBHOOK_RETRY_SCHEDULE="60"
     )
     event_ids = [f"evt_poison_{n}" for n in range(EVENTS)]
     for event_id in event_ids:
         assert post_event(event_id=event_id).status_code == 202
     total = EVENTS * (1 + len(poisoned))
     wait_until(lambda: settled(total), timeout=30, message=worker.output())
-    # Long enough for any lost attempt's lease to expire and the sweeper to send it again.
-    threading.Event().wait(2 * LEASE + 1.5)
+    # Long enough for a lost attempt's lease to expire and the sweeper (every 0.5 s) to
+    # send it again: the leases were taken before `settled` held.
+    threading.Event().wait(LEASE + 1.5)
 
     assert Counter(r.headers["webhook-id"] for r in receiver.requests) == Counter(event_ids)
     for name, server in poison_servers.items():

@@ -115,7 +115,9 @@ def resolve_input(data: EndpointInput, existing: Endpoint | None = None) -> Reso
     if header_problem:
         errors["custom_headers"] = header_problem
     if data.timeout_seconds is not None and not 1 <= data.timeout_seconds <= ENDPOINT_TIMEOUT_MAX:
-        errors["timeout_seconds"] = f"timeout must be between 1 and {ENDPOINT_TIMEOUT_MAX:g} seconds"
+        errors["timeout_seconds"] = (
+            f"timeout must be between 1 and {ENDPOINT_TIMEOUT_MAX:g} seconds"
+        )
     if data.merchant_id is not None and len(data.merchant_id) > 120:
         errors["merchant_id"] = "merchant id must be at most 120 characters"
     if errors:
