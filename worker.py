@@ -32,6 +32,7 @@ from webhook_admin.queues import (
     get_queue,
     make_redis,
     queue_name,
+    redis_target,
     use_worker_redis,
 )
 
@@ -191,16 +192,17 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
             dispatcher.start()
         queues = [get_queue(kind) for kind in rq_kinds]
         logging.getLogger("worker").info(
-            "worker starting pid=%s threads=%s queues=%s",
+            "worker starting pid=%s threads=%s queues=%s redis=%s",
             os.getpid(),
             threads,
             ",".join(q.name for q in queues),
+            redis_target(settings),
         )
         scheduler = SchedulerThread([queue_name(RETRY), queue_name(MAINTENANCE)], redis)
         scheduler.start()
         # Presence for the System page and /metrics; its own connection, with timeouts.
         heartbeat = Heartbeat(
-            make_redis(settings.redis_url),
+            make_redis(settings),
             name or default_worker_name(),
             threads,
             lambda: list(runner.in_flight.copy().values()),

@@ -79,7 +79,7 @@ def parse_whsec(name: str, raw: str) -> bytes:
 class Settings:
     env: str
     database_url: str
-    redis_url: str
+    redis_url: str  # "" when Redis is found through Sentinel (redis_sentinels)
     secret_key: str
     ingest_keys: tuple[bytes, ...]
     encryption_keys: tuple[str, ...]
@@ -102,6 +102,12 @@ class Settings:
     heartbeat_interval: float = 5.0  # seconds between worker heartbeats (TTL is 3x)
     # Names every Redis queue and key of ours (queues.py): two databases never share work.
     queue_prefix: str = "wa-default"
+    # Redis Sentinel, the alternative to redis_url (queues.make_redis): the sentinels'
+    # (host, port) and the name they monitor the master under; passwords kept out of repr.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_password: str | None = field(default=None, repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -161,6 +167,66 @@ def _read_queue_prefix(environ: Mapping[str, str], database_url: str) -> str:
             f"Redis queues and keys of this deployment), got {raw!r}"
         )
     return raw
+
+
+def parse_sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port,...` (an IPv6 host in brackets: `[::1]:26379`)."""
+    sentinels = []
+    for part in (p.strip() for p in raw.split(",")):
+        host, colon, port = part.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not part or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"{name} must be comma-separated host:port pairs (e.g. "
+                f"10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379), got {raw!r}"
+            )
+        if (host, int(port)) in sentinels:
+            raise ConfigError(f"{name} names {part} twice, got {raw!r}")
+        sentinels.append((host, int(port)))
+    return tuple(sentinels)
+
+
+def _read_redis(environ: Mapping[str, str]) -> dict:
+    """REDIS_URL (one server), or REDIS_SENTINELS + REDIS_SENTINEL_MASTER (Sentinel finds the
+    master and every client follows a failover); never both, so no one wonders which wins."""
+    url = environ.get("REDIS_URL", "").strip()
+    sentinels_raw = environ.get("REDIS_SENTINELS", "").strip()
+    master = environ.get("REDIS_SENTINEL_MASTER", "").strip()
+    sentinel_password = environ.get("REDIS_SENTINEL_PASSWORD") or None
+    password = environ.get("REDIS_PASSWORD") or None
+    if not sentinels_raw:
+        for name, value in (
+            ("REDIS_SENTINEL_MASTER", master),
+            ("REDIS_SENTINEL_PASSWORD", sentinel_password),
+        ):
+            if value:
+                raise ConfigError(f"{name} is set but REDIS_SENTINELS is not: set both or neither")
+        url = url or "redis://127.0.0.1:6379/0"
+        if password and "@" in url.split("//", 1)[-1]:
+            raise ConfigError(
+                "REDIS_PASSWORD is set and REDIS_URL carries a password too: keep one"
+            )
+        return {"redis_url": url, "redis_password": password}
+    if url:
+        raise ConfigError(
+            "REDIS_URL and REDIS_SENTINELS are both set: use REDIS_URL for one Redis server, "
+            "or REDIS_SENTINELS with REDIS_SENTINEL_MASTER for Sentinel, not both"
+        )
+    sentinels = parse_sentinels("REDIS_SENTINELS", sentinels_raw)
+    if not master:
+        raise ConfigError(
+            "REDIS_SENTINEL_MASTER is required with REDIS_SENTINELS: the name the sentinels "
+            "monitor the master under (`sentinel monitor <name> ...`, e.g. mymaster)"
+        )
+    if any(c.isspace() for c in master):
+        raise ConfigError(f"REDIS_SENTINEL_MASTER must not contain spaces, got {master!r}")
+    return {
+        "redis_url": "",
+        "redis_sentinels": sentinels,
+        "redis_sentinel_master": master,
+        "redis_sentinel_password": sentinel_password,
+        "redis_password": password,
+    }
 
 
 def _read_ingest_keys(environ: Mapping[str, str], required: bool) -> tuple[bytes, ...]:
@@ -226,7 +292,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
     settings = Settings(
         env=env,
         database_url=database_url,
-        redis_url=environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        **_read_redis(environ),
         secret_key=secret_key,
         ingest_keys=_read_ingest_keys(environ, required=production),
         encryption_keys=_read_encryption_keys(environ, required=production),

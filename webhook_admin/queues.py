@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.sentinel import Sentinel, SentinelManagedConnection
 from rq import Queue
 from rq.job import Job, JobStatus
+
+from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +35,89 @@ LIVE_JOB_STATES = {
 }
 
 
-def make_redis(url: str, socket_timeout: float | None = 5) -> Redis:
-    """Short timeouts by default: ingest must answer even when Redis hangs (the sweeper
-    catches up). Workers pass socket_timeout=None: RQ blocks on BLPOP for longer than that."""
-    return Redis.from_url(
-        url, socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30
+# How long a sentinel may take to answer "where is the master?" before the next is asked.
+SENTINEL_TIMEOUT_SECONDS = 1
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """redis-py's Sentinel connection, closed when a read is interrupted, as a plain one is.
+
+    redis-py's own keeps a connection whose read was cut short (its `read_response` defaults
+    `disconnect_on_error` to False, the plain Connection's to True) and hands it out again
+    with the reply still to come. RQ's SIGTERM handler interrupts the worker's BLPOP that
+    way; its goodbye (MULTI/EXEC) then went out on that connection and waited behind the
+    BLPOP's 405 s: no worker in Sentinel mode stopped on SIGTERM (found by the failover
+    test, whose workers took the full 15 s kill timeout to stop)."""
+
+    def read_response(self, disable_decoding=False, *, disconnect_on_error=True, **kwargs):
+        return super().read_response(
+            disable_decoding=disable_decoding, disconnect_on_error=disconnect_on_error, **kwargs
+        )
+
+
+def make_redis(settings: Settings, socket_timeout: float | None = 5) -> Redis:
+    """The one way every Redis user of ours connects: web ingest, RQ's worker and scheduler,
+    the fresh dispatcher, sweeper, heartbeat, login throttle, metrics.
+
+    REDIS_URL gives one server. With REDIS_SENTINELS the client is redis-py's
+    `Sentinel(...).master_for(...)`: each new connection asks the sentinels for the master's
+    address, and a connection to a master that died or was demoted is dropped (an error, or
+    READONLY), so the next command, or the caller's retry, reaches the new master. Nothing
+    else changes: a failover looks to every caller like a short Redis outage, which they
+    already ride out (the database is the truth and the sweeper re-queues what was lost).
+
+    Short timeouts by default: ingest must answer even when Redis hangs (the sweeper
+    catches up). Workers pass socket_timeout=None: RQ blocks on BLPOP for longer than that
+    and sets its own read timeout above its BLPOP's."""
+    options = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": socket_timeout,
+        "health_check_interval": 30,
+        "password": settings.redis_password,
+    }
+    if not settings.redis_sentinels:
+        if settings.redis_password is None:
+            del options["password"]  # from the URL, if it has one
+        return Redis.from_url(settings.redis_url, **options)
+    sentinel = Sentinel(
+        list(settings.redis_sentinels),
+        sentinel_kwargs={
+            "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+            "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
+            "password": settings.redis_sentinel_password,
+        },
     )
+    return sentinel.master_for(
+        settings.redis_sentinel_master,
+        redis_class=Redis,
+        connection_class=SentinelConnection,
+        **options,
+    )
+
+
+def redis_target(settings: Settings) -> str:
+    """Where Redis is, for logs: the URL without its password, or the sentinels."""
+    if settings.redis_sentinels:
+        hosts = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        return f"sentinel {settings.redis_sentinel_master} via {hosts}"
+    url = settings.redis_url
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        url = f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
 
 
 def get_redis() -> Redis:
     ext = current_app.extensions
     if "redis" not in ext:
-        ext["redis"] = make_redis(current_app.config["SETTINGS"].redis_url)
+        ext["redis"] = make_redis(current_app.config["SETTINGS"])
     return ext["redis"]
 
 
 def use_worker_redis() -> Redis:
     """Switch this app to a connection without a read timeout (for worker processes)."""
     current_app.extensions["redis"] = make_redis(
-        current_app.config["SETTINGS"].redis_url, socket_timeout=None
+        current_app.config["SETTINGS"], socket_timeout=None
     )
     return current_app.extensions["redis"]
 
