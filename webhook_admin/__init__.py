@@ -82,12 +82,14 @@ def _add_web_parts(app: Flask) -> None:
     from flask_migrate import Migrate
 
     from .cli import register_cli
+    from .proxies import install_proxy_fix
     from .views import register_views
 
     # render_as_batch: SQLite can only ALTER tables by copying them; Alembic batch mode does.
     Migrate(render_as_batch=True, compare_type=True).init_app(
         app, db, directory=os.path.join(PROJECT_ROOT, "migrations")
     )
+    install_proxy_fix(app, app.config["SETTINGS"].trusted_proxies)
     csrf.init_app(app)
     login_manager.init_app(app)
     register_views(app)
@@ -95,16 +97,21 @@ def _add_web_parts(app: Flask) -> None:
 
 
 def _engine_options(url: str) -> dict:
+    # hide_parameters: a database error's message (logged, and in tracebacks) names the
+    # statement but not its values, which can be payloads, header values or password hashes.
     if url.startswith("sqlite"):
         # Several processes share the file: wait for locks instead of failing at once.
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        return {
+            "hide_parameters": True,
+            "connect_args": {"timeout": 30, "check_same_thread": False},
+        }
     # No pool_pre_ping: it costs a round trip per checkout (three per delivery). A connection
     # that died with a database restart fails one statement, which SQLAlchemy detects as a
     # disconnect and answers by emptying the pool; ingest turns that one failure into a 503.
     # At most 20 connections per process: a delivery thread holds one only for its short
     # transactions (never while waiting on the network), so 64 threads share them well, and
     # a host of worker processes stays far below PostgreSQL's max_connections (100 default).
-    return {"pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
+    return {"hide_parameters": True, "pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
 
 
 @event.listens_for(Engine, "connect")

@@ -17,12 +17,18 @@ F = TypeVar("F", bound=Callable)
 
 
 def load_user(user_id: str) -> User | None:
-    """Sessions of disabled users end at their next request."""
+    """The session's user, when the session is still good: the user is active and the
+    session names their current session version (`<id>.<version>`, User.get_id). Disabling
+    a user, a password change and "log out everywhere" bump the version, so every session
+    made before ends at its next request."""
+    raw_id, _, version = (user_id or "").partition(".")
     try:
-        user = db.session.get(User, int(user_id))
+        user = db.session.get(User, int(raw_id))
     except (TypeError, ValueError):
         return None
-    return user if user is not None and user.active else None
+    if user is None or not user.active or version != str(user.session_version):
+        return None
+    return user
 
 
 def unauthorized():
@@ -62,10 +68,44 @@ def actor() -> str:
 
 
 def remote_addr() -> str | None:
+    """The client's address (behind trusted proxies: theirs, see proxies.py)."""
     return request.remote_addr
+
+
+# What a user who still owes a step (a new password, an authenticator) may reach.
+ACCOUNT_STEP_VIEWS = {
+    "static",
+    "auth.logout",
+    "account.password",
+    "account.change_password",
+    "account.mfa",
+    "account.mfa_start",
+    "account.mfa_confirm",
+}
+
+
+def redirect_to(target: str):
+    if request.headers.get("HX-Request"):
+        return "", 401, {"HX-Redirect": target}
+    return redirect(target)
+
+
+def require_account_steps():
+    """Before anything else: an invite's password changed, an admin's MFA set up (when
+    required for every admin)."""
+    if not current_user.is_authenticated or request.endpoint in ACCOUNT_STEP_VIEWS:
+        return None
+    if current_user.must_change_password:
+        return redirect_to(url_for("account.password"))
+    from .services.mfa import must_enrol
+
+    if must_enrol(current_user):
+        return redirect_to(url_for("account.mfa"))
+    return None
 
 
 def init_auth(app: Flask) -> None:
     login_manager.user_loader(load_user)
     login_manager.unauthorized_handler(unauthorized)
     login_manager.session_protection = "strong"
+    app.before_request(require_account_steps)

@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from .extensions import db
-from .models import Delivery, DeliveryStatus, Endpoint
+from .models import Delivery, DeliveryStatus, Endpoint, User
 from .queues import enqueue_deliveries
 from .services.catalog import list_catalog, seed_catalog
 from .services.delivery_state import request_retry
@@ -275,16 +275,23 @@ def users_create(email: str, role: str, password: str | None) -> None:
 
 @secrets_cli.command("reencrypt")
 def secrets_reencrypt() -> None:
-    """Re-encrypt every endpoint secret under the newest WEBHOOK_ENCRYPTION_KEYS key."""
+    """Re-encrypt every endpoint secret, custom header value and TOTP secret under the newest
+    WEBHOOK_ENCRYPTION_KEYS key."""
     box = current_app.extensions["secret_box"]
     count = 0
     for endpoint in db.session.scalars(select(Endpoint)):
         endpoint.secret_encrypted = box.rotate(endpoint.secret_encrypted)
         if endpoint.previous_secret_encrypted:
             endpoint.previous_secret_encrypted = box.rotate(endpoint.previous_secret_encrypted)
+        if endpoint.custom_headers:
+            endpoint.custom_headers = {k: box.rotate(v) for k, v in endpoint.custom_headers.items()}
         count += 1
+    users = 0
+    for user in db.session.scalars(select(User).where(User.totp_secret_encrypted.is_not(None))):
+        user.totp_secret_encrypted = box.rotate(user.totp_secret_encrypted)
+        users += 1
     db.session.commit()
-    click.echo(f"re-encrypted the secrets of {count} endpoints")
+    click.echo(f"re-encrypted the secrets of {count} endpoints and {users} authenticators")
 
 
 def register_cli(app: Flask) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -75,6 +76,29 @@ def parse_whsec(name: str, raw: str) -> bytes:
     return key
 
 
+TrustedProxies = int | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def parse_trusted_proxies(name: str, raw: str) -> TrustedProxies:
+    """A hop count (`1`: one proxy in front of us) or proxy networks (`10.0.0.0/8, ::1`)."""
+    value = raw.strip()
+    if value.isdigit():
+        hops = int(value)
+        if hops > 10:
+            raise ConfigError(f"{name} must count at most 10 proxies, got {raw!r}")
+        return hops
+    networks = []
+    for part in value.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a number of proxy hops (e.g. 1) or the proxies' addresses "
+                f"or CIDRs (e.g. 10.0.0.0/8,127.0.0.1), got {part!r}"
+            ) from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -99,6 +123,8 @@ class Settings:
     egress_proxy: str | None = None
     # /metrics: a bearer token; when unset, loopback only in production (docs/operations.md).
     metrics_token: str | None = None
+    # X-Forwarded-For/-Proto are believed only from these (proxies.py): a hop count or CIDRs.
+    trusted_proxies: TrustedProxies = 0
     heartbeat_interval: float = 5.0  # seconds between worker heartbeats (TTL is 3x)
     # Names every Redis queue and key of ours (queues.py): two databases never share work.
     queue_prefix: str = "wa-default"
@@ -313,6 +339,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         ca_bundle=environ.get("WEBHOOK_CA_BUNDLE") or None,
         egress_proxy=environ.get("WEBHOOK_EGRESS_PROXY") or None,
         metrics_token=environ.get("METRICS_TOKEN", "").strip() or None,
+        trusted_proxies=optional("WEBHOOK_TRUSTED_PROXIES", parse_trusted_proxies, 0),
         heartbeat_interval=optional("WEBHOOK_HEARTBEAT_INTERVAL", parse_positive_float, 5.0),
         queue_prefix=_read_queue_prefix(environ, database_url),
     )

@@ -25,6 +25,20 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(max=64)])
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+    new = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
+
+
+class PasswordConfirmForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
 class InviteUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
     role = SelectField("Role", choices=list(ROLES), default="viewer")

@@ -39,7 +39,9 @@ class Session:
             },
         )
         if response.status_code == 302:
-            page = self.client.get("/catalog")  # the session's token, as the body carries it
+            # The session's token, as the body carries it (a user who owes a step first, a
+            # new password or an authenticator, is sent on to that page: it has one too).
+            page = self.client.get("/catalog", follow_redirects=True)
             self.token = csrf_token(page.get_data(as_text=True))
         return response
 
@@ -64,10 +66,12 @@ def fresh_login_per_request(app):
     logged-in user and CSRF token between requests, as a real server does, so that clients
     do not share them."""
 
-    @app.before_request
     def forget_user() -> None:
         for name in ("_login_user", "csrf_token"):
             g.pop(name, None)
+
+    # First, before the app's own hooks (auth.require_account_steps reads the user).
+    app.before_request_funcs.setdefault(None, []).insert(0, forget_user)
 
 
 def make_user(email: str, role: str) -> None:

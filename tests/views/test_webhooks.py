@@ -10,6 +10,7 @@ from webhook_admin.clock import utcnow
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, AuditEntry, Delivery, Endpoint, Event
 from webhook_admin.queues import FRESH, delivery_id_of, get_queue
+from webhook_admin.services.endpoint_secrets import decrypt_header_values
 
 GOOD_FORM = {
     "url": "http://127.0.0.1:8123/hook",
@@ -30,7 +31,7 @@ def test_add_webhook_returns_secret_once_and_the_new_row(admin):
     html = response.get_data(as_text=True)
     assert response.status_code == 201
     endpoint = db.session.scalar(select(Endpoint))
-    assert endpoint.custom_headers == {"X-Team": "payments"}
+    assert decrypt_header_values(endpoint.custom_headers) == {"X-Team": "payments"}
     assert "whsec_" in html and 'hx-swap-oob="afterbegin:#endpoint-rows"' in html
     assert response.headers["Cache-Control"] == "no-store"
     assert 'hx-history="false"' in html

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..models import Event
 from .signing import sign_with_secrets
 
 USER_AGENT = "SoftPOS-Webhooks/1.0 (webhook-admin)"
 SIGNATURE_MASK = "v1,•••"
+VALUE_MASK = "•••"
 # Header names whose values must never be stored or shown (they carry credentials).
 SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
 
@@ -18,16 +19,19 @@ SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-ke
 class OutboundRequest:
     body: bytes
     headers: dict[str, str]
+    # The endpoint's custom header names (lower case): their values are secrets.
+    secret_names: frozenset[str] = field(default=frozenset())
 
     def recorded_headers(self) -> dict[str, str]:
-        """The headers as stored on the attempt: signatures and credentials masked."""
+        """The headers as stored on the attempt: signatures, credentials and every custom
+        header value masked (an endpoint's custom headers are encrypted at rest)."""
         masked = {}
         for name, value in self.headers.items():
             lower = name.lower()
             if lower == "webhook-signature":
                 masked[name] = " ".join(SIGNATURE_MASK for _ in value.split())
-            elif lower in SENSITIVE_HEADERS:
-                masked[name] = "•••"
+            elif lower in SENSITIVE_HEADERS or lower in self.secret_names:
+                masked[name] = VALUE_MASK
             else:
                 masked[name] = value
         return masked
@@ -75,4 +79,5 @@ def build_request(
             "webhook-signature": sign_with_secrets(signing_secrets, event_id, timestamp, body),
         }
     )
-    return OutboundRequest(body, headers)
+    secret_names = frozenset(name.lower() for name in custom_headers or {})
+    return OutboundRequest(body, headers, secret_names)

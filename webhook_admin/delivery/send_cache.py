@@ -10,7 +10,8 @@ took ~40 % of a worker's CPU per delivery. Both caches are safe to trust:
   empty every worker's snapshot each second: the claim reads the health fields itself;
 - events never change after ingest, so their envelope bytes (built from the event columns
   the claim returns) can be kept as they are.
-Secrets stay in this process's memory only, as they did while being used to sign."""
+Secrets (signing secrets and custom header values) stay in this process's memory only, as
+they did while being used to sign and send."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ class EndpointSnapshot:
     version: datetime
     url: str
     timeout_seconds: float | None
-    custom_headers: dict
+    custom_headers: dict = field(repr=False)  # values decrypted: secrets too
     secret: str = field(repr=False)
     previous_secret: str | None = field(repr=False, default=None)
     previous_secret_expires_at: datetime | None = None
@@ -112,7 +113,7 @@ class EndpointCache:
             version=row.updated_at,
             url=row.url,
             timeout_seconds=row.timeout_seconds,
-            custom_headers=row.custom_headers or {},
+            custom_headers={k: self._box.decrypt(v) for k, v in (row.custom_headers or {}).items()},
             secret=self._box.decrypt(row.secret_encrypted),
             previous_secret=self._box.decrypt(previous) if previous else None,
             previous_secret_expires_at=row.previous_secret_expires_at,

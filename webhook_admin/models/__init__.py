@@ -9,7 +9,7 @@ from .endpoint import (
     endpoint_event_types,
 )
 from .event import Attempt, Delivery, DeliveryStatus, ErrorClass, Event, Trigger
-from .user import ROLE_ADMIN, ROLE_VIEWER, ROLES, AuditEntry, User
+from .user import ROLE_ADMIN, ROLE_VIEWER, ROLES, AppSetting, AuditEntry, RecoveryCode, User
 
 __all__ = [
     "DISABLED_AUTO",
@@ -18,6 +18,7 @@ __all__ = [
     "ROLES",
     "ROLE_ADMIN",
     "ROLE_VIEWER",
+    "AppSetting",
     "Attempt",
     "AuditEntry",
     "Category",
@@ -27,6 +28,7 @@ __all__ = [
     "ErrorClass",
     "Event",
     "EventType",
+    "RecoveryCode",
     "Trigger",
     "User",
     "endpoint_event_types",

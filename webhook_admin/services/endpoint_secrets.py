@@ -33,3 +33,20 @@ def rotate_secret(endpoint: Endpoint) -> str:
 
 def reveal_secret(endpoint: Endpoint) -> str:
     return secret_box().decrypt(endpoint.secret_encrypted)
+
+
+def encrypt_header_values(headers: dict[str, str]) -> dict[str, str]:
+    """Custom headers as stored: names in clear (pages list them), values encrypted."""
+    box = secret_box()
+    return {name: box.encrypt(str(value)) for name, value in (headers or {}).items()}
+
+
+def decrypt_header_values(stored: dict[str, str] | None, box: SecretBox | None = None) -> dict:
+    """The values in clear, for the worker to send and an admin's audited reveal."""
+    box = box or secret_box()
+    return {name: box.decrypt(token) for name, token in (stored or {}).items()}
+
+
+def reencrypt_header_values(stored: dict[str, str] | None) -> dict[str, str]:
+    box = secret_box()
+    return {name: box.rotate(token) for name, token in (stored or {}).items()}

@@ -16,7 +16,7 @@ from ..extensions import db
 from ..models import DISABLED_MANUAL, Category, Endpoint, EventType
 from .audit import record_audit
 from .delivery_state import cancel_waiting_deliveries, held_deliveries
-from .endpoint_secrets import issue_secret
+from .endpoint_secrets import decrypt_header_values, encrypt_header_values, issue_secret
 
 log = logging.getLogger(__name__)
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
@@ -148,8 +148,15 @@ def _apply(endpoint: Endpoint, resolved: ResolvedInput) -> None:
     endpoint.all_category_events = bool(data.all_category_events)
     endpoint.description = (data.description or "").strip()
     endpoint.merchant_id = (data.merchant_id or "").strip() or None
-    endpoint.custom_headers = dict(data.custom_headers or {})
+    endpoint.custom_headers = encrypt_header_values(_kept_values(endpoint, data.custom_headers))
     endpoint.timeout_seconds = data.timeout_seconds
+
+
+def _kept_values(endpoint: Endpoint, headers: dict[str, str] | None) -> dict[str, str]:
+    """Header values are never sent back to the edit form, so a blank value for a header
+    the endpoint already has means: keep the saved value."""
+    saved = decrypt_header_values(endpoint.custom_headers) if endpoint.custom_headers else {}
+    return {name: value or saved.get(name, "") for name, value in (headers or {}).items()}
 
 
 def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:

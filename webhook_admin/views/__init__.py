@@ -8,13 +8,24 @@ from flask import Flask, redirect, url_for
 def register_views(app: Flask) -> None:
     from ..auth import init_auth
     from ..security_headers import register_security_headers
-    from . import audit, auth, catalog, deliveries, events, ops, users, webhook_actions, webhooks
+    from . import (
+        account,
+        audit,
+        auth,
+        catalog,
+        deliveries,
+        events,
+        ops,
+        users,
+        webhook_actions,
+        webhooks,
+    )
     from .api import bp as api_bp
     from .common import register_common
 
     app.register_blueprint(api_bp)
     assert webhook_actions.bp is webhooks.bp  # its routes live on the webhooks blueprint
-    for module in (auth, webhooks, deliveries, events, catalog, audit, users, ops):
+    for module in (auth, account, webhooks, deliveries, events, catalog, audit, users, ops):
         app.register_blueprint(module.bp)
     init_auth(app)
     register_common(app)

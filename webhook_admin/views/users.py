@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from ..auth import actor, admin_required
 from ..extensions import db
 from ..forms import InviteUserForm, RoleForm
 from ..models import User
-from ..services.user_admin import UserChangeRefused, list_users, set_active, set_role
+from ..services.mfa import admin_mfa_required, set_admin_mfa_required
+from ..services.user_admin import (
+    UserChangeRefused,
+    list_users,
+    reset_two_factor,
+    revoke_sessions,
+    set_active,
+    set_role,
+)
 from ..services.users import UserError, create_user
 from .common import done, render_error
 
@@ -22,7 +30,11 @@ def load(user_id: int) -> User:
 @bp.get("")
 @admin_required
 def index():
-    return render_template("users/index.html", users=list_users(), form=InviteUserForm())
+    return render_template("users/index.html", **_page_context(form=InviteUserForm()))
+
+
+def _page_context(**context) -> dict:
+    return {"users": list_users(), "mfa_required": admin_mfa_required(), **context}
 
 
 @bp.post("")
@@ -32,19 +44,14 @@ def invite():
     try:
         if not form.validate():
             raise UserError("; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()))
-        user, password = create_user(form.email.data, form.role.data, None, actor())
+        user, password = create_user(form.email.data, form.role.data, None, actor(), invited=True)
     except UserError as exc:
         db.session.rollback()
-        return render_template(
-            "users/index.html", users=list_users(), form=form, error=str(exc)
-        ), 422
+        return render_template("users/index.html", **_page_context(form=form, error=str(exc))), 422
     db.session.commit()
     response = render_template(
         "users/index.html",
-        users=list_users(),
-        form=InviteUserForm(formdata=None),
-        invited=user,
-        password=password,
+        **_page_context(form=InviteUserForm(formdata=None), invited=user, password=password),
     )
     return response, 201, {"Cache-Control": "no-store"}
 
@@ -82,3 +89,30 @@ def enable(user_id: int):
 @admin_required
 def change_role(user_id: int):
     return _change(user_id, lambda u: set_role(u, request.form.get("role", ""), actor()))
+
+
+@bp.post("/<int:user_id>/sessions/revoke")
+@admin_required
+def end_sessions(user_id: int):
+    return _change(user_id, lambda u: revoke_sessions(u, actor()))
+
+
+@bp.post("/<int:user_id>/mfa/reset")
+@admin_required
+def reset_mfa(user_id: int):
+    return _change(user_id, lambda u: reset_two_factor(u, actor()))
+
+
+@bp.post("/mfa-policy")
+@admin_required
+def mfa_policy():
+    """Require (or stop requiring) two-factor authentication for every admin."""
+    on = request.form.get("require") == "on"
+    set_admin_mfa_required(on, actor())
+    db.session.commit()
+    flash(
+        "Two-factor authentication is now required for every admin."
+        if on
+        else "Two-factor authentication is no longer required."
+    )
+    return redirect(url_for("users.index"), code=303)

@@ -10,7 +10,7 @@ from ..extensions import db
 from ..queues import enqueue_deliveries
 from ..security_headers import no_store
 from ..services.audit import record_audit
-from ..services.endpoint_secrets import reveal_secret, rotate_secret
+from ..services.endpoint_secrets import decrypt_header_values, reveal_secret, rotate_secret
 from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
 from ..services.endpoints import disable_endpoint, enable_endpoint
 from ..services.queries import DeliveryFilters, deliveries_page
@@ -132,3 +132,29 @@ def rotate(endpoint_id: int):
 def secret_masked(endpoint_id: int):
     """The masked secret panel again (the 'Hide' button)."""
     return render_template("webhooks/_secret.html", endpoint=load(endpoint_id), secret=None)
+
+
+@bp.post("/<int:endpoint_id>/headers/reveal")
+@admin_required
+def reveal_headers(endpoint_id: int):
+    """Custom header values in clear, for an admin, audited (names only in the entry)."""
+    endpoint = load(endpoint_id)
+    values = decrypt_header_values(endpoint.custom_headers)
+    record_audit(
+        actor(),
+        "endpoint.headers_reveal",
+        "endpoint",
+        endpoint.id,
+        after={"headers": sorted(values)},
+        remote_addr=request.remote_addr,
+    )
+    db.session.commit()
+    template = "webhooks/_headers.html" if is_htmx() else "webhooks/headers.html"
+    return secret_response(template, endpoint=endpoint, header_values=values)
+
+
+@bp.get("/<int:endpoint_id>/headers")
+@login_required
+def headers_masked(endpoint_id: int):
+    """The masked headers panel again (the 'Hide' button)."""
+    return render_template("webhooks/_headers.html", endpoint=load(endpoint_id), header_values=None)

@@ -52,7 +52,8 @@ def form_context(endpoint: Endpoint | None = None, values=None, errors=None) -> 
             if endpoint.all_category_events and endpoint.category
             else [],
             "merchant_id": endpoint.merchant_id or "",
-            "headers": list((endpoint.custom_headers or {}).items()),
+            # Names only: a value is shown by the audited reveal alone (blank keeps it).
+            "headers": [(name, "") for name in endpoint.custom_headers or {}],
             "timeout_seconds": endpoint.timeout_seconds or "",
         }
     return {
@@ -72,9 +73,8 @@ def submitted_values() -> dict:
         "event_types": form.getlist("event_types"),
         "all_events": form.getlist("all_events"),
         "merchant_id": form.get("merchant_id", ""),
-        "headers": list(
-            zip(form.getlist("header_name"), form.getlist("header_value"), strict=False)
-        ),
+        # Typed values are not echoed back into the page (they are secrets): retype them.
+        "headers": [(name, "") for name in form.getlist("header_name")],
         "timeout_seconds": form.get("timeout_seconds", ""),
     }
 
