@@ -29,6 +29,7 @@ from webhook_admin.queues import (
     FRESH,
     MAINTENANCE,
     RETRY,
+    enqueue_deliveries,
     get_queue,
     make_redis,
     queue_name,
@@ -89,6 +90,19 @@ def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
         log.warning("worker loop restarting in %.0f s (Redis was unavailable)", REDIS_RETRY_SECONDS)
         if pause.wait(REDIS_RETRY_SECONDS):
             return
+
+
+def hand_back(dispatcher: FreshDispatcher | None, runner: DeliveryRunner) -> None:
+    """Queue again what this process took and never claimed: popped by the dispatcher, or
+    parked behind an endpoint's cap. Their old jobs look live to the sweeper for a minute
+    (a young "started" job), so a rolling restart would hold them back that long; queued
+    now, the next worker sends them at once. They are still due in the database either way,
+    and a second job is harmless (the claim is atomic)."""
+    left = (dispatcher.left_over if dispatcher is not None else []) + runner.gate.take_parked()
+    if left and enqueue_deliveries(sorted(set(left)), FRESH):
+        logging.getLogger("worker").info(
+            "stopping: %d unclaimed deliveries queued again", len(left)
+        )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -220,6 +234,7 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
             if sweeper is not None:
                 sweeper.stop()
             runner.shutdown()
+            hand_back(dispatcher, runner)
             heartbeat.stop()
     return 0
 

@@ -38,18 +38,42 @@ def test_readyz_is_503_when_redis_is_down(client, redis_outage):
     assert body["checks"]["database"]["ok"] is True
 
 
-def test_readyz_is_503_when_migrations_are_behind(client):
+def readyz_at_version(client, version: str | None):
+    """/readyz with alembic_version set to `version` (None: no row), then put back."""
     current = db.session.scalar(text("SELECT version_num FROM alembic_version"))
-    db.session.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    db.session.execute(text("DELETE FROM alembic_version"))
+    if version is not None:
+        db.session.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": version})
     db.session.commit()
     try:
-        response = client.get("/readyz")
+        return client.get("/readyz"), current
     finally:
-        db.session.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": current})
+        db.session.execute(text("DELETE FROM alembic_version"))
+        db.session.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": current})
         db.session.commit()
-    body = response.get_json()
+
+
+def test_readyz_is_503_when_migrations_are_behind(client):
+    response, head = readyz_at_version(client, None)  # older than any revision of ours
     assert response.status_code == 503
-    assert body["checks"]["migrations"] == {"ok": False, "current": "older", "head": current}
+    assert response.get_json()["checks"]["migrations"] == {
+        "ok": False,
+        "current": None,
+        "head": head,
+    }
+
+
+def test_readyz_stays_ready_on_a_schema_migrated_by_newer_code(client):
+    """A rolling deploy migrates first, then replaces the nodes: the old ones, which do not
+    know the new revision, must stay in the load balancer until then."""
+    response, head = readyz_at_version(client, "9001_added_by_the_next_release")
+    assert response.status_code == 200
+    assert response.get_json()["checks"]["migrations"] == {
+        "ok": True,
+        "current": "9001_added_by_the_next_release",
+        "head": head,
+        "ahead": True,
+    }
 
 
 def unreachable_database_url(database_url: str, tmp_path) -> str:

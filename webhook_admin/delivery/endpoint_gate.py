@@ -108,6 +108,13 @@ class EndpointGate:
         borrowable = min(self.burst_cap - len(active), self.burst_below - self._in_flight)
         return max(self.cap - len(active), borrowable)
 
+    def take_parked(self) -> list[int]:
+        """Every parked delivery, unparked: a stopping worker queues them again."""
+        with self._lock:
+            taken = [delivery_id for queue in self._parked.values() for delivery_id in queue]
+            self._parked.clear()
+        return taken
+
     def parked_count(self) -> int:
         with self._lock:
             return sum(len(q) for q in self._parked.values())

@@ -67,6 +67,8 @@ class FreshDispatcher(threading.Thread):
         self.batch = batch
         self._stop_event = threading.Event()
         self._connection: Connection | None = None
+        # Popped and never claimed (the worker is stopping): worker.py queues them again.
+        self.left_over: list[int] = []
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -90,6 +92,15 @@ class FreshDispatcher(threading.Thread):
 
     def _dispatch_until_stopped(self) -> None:
         pending: deque[tuple[int, int]] = deque()  # (delivery id, endpoint id), popped
+        try:
+            self._dispatch(pending)
+        finally:
+            # Their job hashes say "started", and the sweeper believes a young started job
+            # for STALE_QUEUED_SECONDS: dropped here, they waited a minute after every
+            # SIGTERM of a rolling restart (found by tests/deploy/test_migration_roll.py).
+            self.left_over.extend(delivery_id for delivery_id, _ in pending)
+
+    def _dispatch(self, pending: deque[tuple[int, int]]) -> None:
         while not self._stop_event.is_set():
             # Fetch the next batch while half of this one is still to start, so threads that
             # finish meanwhile find work (waiting for an empty list left a third idle).
@@ -106,8 +117,9 @@ class FreshDispatcher(threading.Thread):
                 self.runner.claim_and_start(self._db(), group)
             except SQLAlchemyError as exc:
                 self._database_down(len(group), exc)
-            except RuntimeError:
-                return  # the runner shut down under us (warm shutdown); the same holds
+            except RuntimeError:  # the runner shut down under us (warm shutdown)
+                self.left_over.extend(delivery_id for delivery_id, _ in group)
+                return
 
     def _fetch(self, pending: deque) -> bool:
         """Pop a batch (waiting only when nothing is pending) and add it with each delivery's

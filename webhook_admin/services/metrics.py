@@ -167,8 +167,7 @@ def readiness() -> tuple[bool, dict[str, dict]]:
         db.session.execute(text("SELECT 1"))
         checks["database"] = {"ok": True}
         current = db.session.scalar(text("SELECT version_num FROM alembic_version"))
-        head = migration_head()
-        checks["migrations"] = {"ok": current == head, "current": current, "head": head}
+        checks["migrations"] = migration_check(current)
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.warning("readiness: database check failed: %s", exc)
@@ -185,17 +184,33 @@ def readiness() -> tuple[bool, dict[str, dict]]:
     return all(c["ok"] for c in checks.values()), checks
 
 
-_head_cache: dict[str, str | None] = {}
+_revisions_cache: dict[str, tuple[str | None, frozenset[str]]] = {}
 
 
-def migration_head() -> str | None:
-    """The newest revision in migrations/ (read once per process)."""
+def migration_revisions() -> tuple[str | None, frozenset[str]]:
+    """The newest revision in migrations/ and every revision there (read once per process)."""
     directory = current_app.extensions["migrate"].directory
-    if directory not in _head_cache:
+    if directory not in _revisions_cache:
         config = Config()
         config.set_main_option("script_location", directory)
-        _head_cache[directory] = ScriptDirectory.from_config(config).get_current_head()
-    return _head_cache[directory]
+        script = ScriptDirectory.from_config(config)
+        known = frozenset(r.revision for r in script.walk_revisions())
+        _revisions_cache[directory] = (script.get_current_head(), known)
+    return _revisions_cache[directory]
+
+
+def migration_check(current: str | None) -> dict:
+    """At our head: ready. Behind it (a revision of ours before the head, or none): not
+    ready, this code needs columns the database lacks. A revision this code does not know
+    was written by newer code, and is ready: migrations only add what old code can ignore
+    (docs/deployment.md), and a rolling deploy migrates before it replaces the old nodes;
+    were they unready then, the load balancer would take every old web node out at once."""
+    head, known = migration_revisions()
+    if current == head:
+        return {"ok": True, "current": current, "head": head}
+    if current is None or current in known:
+        return {"ok": False, "current": current, "head": head}
+    return {"ok": True, "current": current, "head": head, "ahead": True}
 
 
 def sweeper_age(figures: RedisFigures) -> float | None:
