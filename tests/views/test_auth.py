@@ -27,6 +27,10 @@ MUTATIONS = [
     ("/users/1/disable", {}),
     ("/users/1/enable", {}),
     ("/users/1/role", {"role": "admin"}),
+    ("/users/1/sessions/revoke", {}),
+    ("/users/1/mfa/reset", {}),
+    ("/users/mfa-policy", {"require": "on"}),
+    ("/webhooks/{id}/headers/reveal", {}),
 ]
 
 
