@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-sqlite test-postgres lint format bench soak clean
+.PHONY: install run test test-sqlite test-postgres lint format bench soak roll clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: install
 
 soak: install
 	$(BIN)/python -m bench.soak
+
+roll: install
+	$(BIN)/python -m bench.rolling_restart
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -224,12 +224,19 @@ WEB_WORKER_OPTIONS = ["-k", "gthread", "--threads", "4", "--keep-alive", "5"]
 
 
 class Gunicorn:
-    def __init__(self, environ: dict[str, str], workers: int = WEB_WORKERS, name: str = "gunicorn"):
+    def __init__(
+        self,
+        environ: dict[str, str],
+        workers: int = WEB_WORKERS,
+        name: str = "gunicorn",
+        control_socket: str | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        control = ["--control-socket", control_socket] if control_socket else []
         self.child = Child(
             name,
-            [str(BIN / "gunicorn"), "-w", str(workers), *WEB_WORKER_OPTIONS]
+            [str(BIN / "gunicorn"), "-w", str(workers), *WEB_WORKER_OPTIONS, *control]
             + ["-b", f"127.0.0.1:{self.port}", "wsgi:app"],
             environ,
         )
