@@ -167,7 +167,8 @@ FINISH = (
         completed_at=bindparam("f_completed_at"),
     )
 )
-INSERT_ATTEMPT = insert(Attempt.__table__)
+attempts = Attempt.__table__
+INSERT_ATTEMPT = insert(attempts)
 # What a late answer writes over the interrupted row of its try.
 _LATE_COLUMNS = (
     "request_url",
@@ -204,9 +205,13 @@ def finish_attempts(finished: list[tuple[Claim, dict, Outcome]]) -> list[bool]:
     connection = db.session.connection()
     now = utcnow()
     params = [_finish_params(claim, row, outcome, now) for claim, row, outcome in finished]
+    # A try that did not succeed may follow an acknowledged one recorded late (see
+    # SETTLE_ACKNOWLEDGED): those deliveries are checked after the write.
+    unsuccessful = [c.delivery_id for c, _, o in finished if o.status != DeliveryStatus.SUCCEEDED]
     if len(params) > 1:
         if connection.execute(FINISH, params).rowcount == len(params):
             connection.execute(INSERT_ATTEMPT, [row for _, row, _ in finished])
+            settle_acknowledged(connection, unsuccessful, now)
             return [True] * len(params)
         # Some lease was lost (rare): start again one by one to learn which.
         db.session.rollback()
@@ -219,10 +224,10 @@ def finish_attempts(finished: list[tuple[Claim, dict, Outcome]]) -> list[bool]:
         else:
             _record_late(connection, claim, row, now)
         recorded.append(held)
+    settle_acknowledged(connection, unsuccessful, now)
     return recorded
 
 
-attempts = Attempt.__table__
 # The real result of a try the sweeper already recorded as interrupted (same number).
 REPLACE_INTERRUPTED = (
     update(attempts)
@@ -233,34 +238,53 @@ REPLACE_INTERRUPTED = (
     )
     .values({name: bindparam(f"l_{name}") for name in ("duration_ms", *_LATE_COLUMNS)})
 )
-# A receiver acknowledged a try whose lease had expired: the delivery is delivered, unless
-# another try of it is in flight now (that one's answer decides) or it was cancelled.
-LATE_SUCCESS = (
+# A delivery with a recorded 2xx is delivered, whatever a later try of it said. A late
+# answer (recorded after its lease expired) can land while another try is in flight; that
+# try's failure, or its interruption, must not leave a delivery the receiver acknowledged
+# as retrying or failed. Run after each non-success (rare), never on the success path.
+HAS_RECORDED_SUCCESS = (
+    select(attempts.c.id)
+    .where(attempts.c.delivery_id == deliveries.c.id, attempts.c.succeeded.is_(True))
+    .exists()
+)
+SETTLE_ACKNOWLEDGED = (
     update(deliveries)
     .where(
-        deliveries.c.id == bindparam("l_delivery_id"),
+        deliveries.c.id.in_(bindparam("a_ids", expanding=True)),
         or_(*(deliveries.c.status == s for s in (DeliveryStatus.RETRYING, DeliveryStatus.FAILED))),
+        HAS_RECORDED_SUCCESS,
     )
     .values(
         status=DeliveryStatus.SUCCEEDED,
         next_attempt_at=None,
         next_trigger=Trigger.AUTOMATIC,
-        last_status_code=bindparam("l_response_status"),
         last_error_class=None,
-        completed_at=bindparam("l_now"),
+        completed_at=bindparam("a_now"),
     )
 )
+
+
+def settle_acknowledged(connection, delivery_ids: list[int], now: datetime) -> int:
+    """Mark succeeded those of these deliveries (retrying or failed) that have a recorded
+    2xx; returns how many."""
+    if not delivery_ids:
+        return 0
+    return connection.execute(SETTLE_ACKNOWLEDGED, {"a_ids": delivery_ids, "a_now": now}).rowcount
 
 
 def _record_late(connection, claim: Claim, row: dict, now: datetime) -> None:
     """Our lease expired before the try's answer was recorded (the worker stalled): the
     sweeper recorded the try as interrupted, and may have sent the delivery again. The
     answer is still the truth about that try: it replaces the interrupted row, and a 2xx
-    makes the delivery succeeded, so nothing a receiver acknowledged ends as failed."""
+    makes the delivery succeeded (now, or when the try in flight meanwhile finishes), so
+    nothing a receiver acknowledged ends as failed."""
     params = {f"l_{name}": row[name] for name in ("duration_ms", *_LATE_COLUMNS)}
     params |= {"l_delivery_id": claim.delivery_id, "l_number": claim.attempt_number, "l_now": now}
     replaced = connection.execute(REPLACE_INTERRUPTED, params).rowcount
-    succeeded = bool(row["succeeded"]) and connection.execute(LATE_SUCCESS, params).rowcount == 1
+    # If another try is in flight now, its finish settles the delivery (finish_attempts).
+    succeeded = bool(replaced and row["succeeded"]) and bool(
+        settle_acknowledged(connection, [claim.delivery_id], now)
+    )
     log.warning(
         "lease lost before the attempt was recorded delivery_id=%s attempt=%s "
         "(interrupted row replaced: %s, delivery marked succeeded: %s)",
@@ -335,6 +359,8 @@ def record_interrupted(lease: ExpiredLease, outcome: Outcome, now: datetime) -> 
             "succeeded": False,
         },
     )
+    # An earlier try's 2xx, recorded late while this one was in flight, still stands.
+    settle_acknowledged(db.session.connection(), [lease.id], now)
     log.warning(
         "recovered expired lease delivery_id=%s attempt=%s -> %s",
         lease.id,
