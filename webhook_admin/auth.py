@@ -93,8 +93,8 @@ def redirect_to(target: str):
 def require_account_steps():
     """Before anything else: an invite's password changed, an admin's MFA set up (when
     required for every admin)."""
-    if request.blueprint == "api" or request.endpoint in ACCOUNT_STEP_VIEWS:
-        return None  # the ingest API has no sessions: no user to load on its hot path
+    if request.blueprint in ("api", "management") or request.endpoint in ACCOUNT_STEP_VIEWS:
+        return None  # the APIs have no sessions (ingest: no user to load on its hot path)
     if not current_user.is_authenticated:
         return None
     if current_user.must_change_password:

@@ -12,8 +12,9 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from .extensions import db
-from .models import Delivery, DeliveryStatus, Endpoint, User
+from .models import SCOPE_READ, SCOPES, ApiToken, Delivery, DeliveryStatus, Endpoint, User
 from .queues import enqueue_deliveries
+from .services.api_tokens import TokenError, create_token, list_tokens, revoke_token, token_dict
 from .services.catalog import list_catalog, seed_catalog
 from .services.delivery_state import request_retry
 from .services.endpoints import (
@@ -54,6 +55,7 @@ deliveries_cli = click.Group("deliveries", help="Deliveries and retries.")
 events_cli = click.Group("events", help="Events.")
 users_cli = click.Group("users", help="Operator accounts.")
 secrets_cli = click.Group("secrets", help="Signing secrets at rest.")
+tokens_cli = click.Group("tokens", help="API tokens for the management API.")
 
 
 @catalog_cli.command("seed")
@@ -294,6 +296,56 @@ def secrets_reencrypt() -> None:
     click.echo(f"re-encrypted the secrets of {count} endpoints and {users} authenticators")
 
 
+@tokens_cli.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="what the token is for, e.g. onboarding")
+@click.option("--scope", type=click.Choice(SCOPES), default=SCOPE_READ, show_default=True)
+@json_option
+def tokens_create(email: str, name: str, scope: str, as_json: bool) -> None:
+    """Create a token for a user; prints it once."""
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        fail(f"no user with email {email}")
+    try:
+        token, raw = create_token(user, name, scope, CLI_ACTOR)
+    except TokenError as exc:
+        fail(str(exc))
+    db.session.commit()
+    emit(
+        {"token": raw} | token_dict(token),
+        as_json,
+        f"token {token.id} {token.name!r} ({token.scope}) for {user.email}\n"
+        f"shown once, keep it secret: {raw}",
+    )
+
+
+@tokens_cli.command("list")
+@json_option
+def tokens_list(as_json: bool) -> None:
+    """Every token with its last-used time (never the token)."""
+    rows = [token_dict(t) for t in list_tokens()]
+    text = "\n".join(
+        f"{r['id']:>5}  {r['prefix']}…  {r['scope']:<5}  {r['user']}  {r['name']!r}  "
+        f"last used {r['last_used_at'] or 'never'}"
+        f"{'  REVOKED ' + r['revoked_at'] if r['revoked_at'] else ''}"
+        for r in rows
+    )
+    emit(rows, as_json, text or "no tokens")
+
+
+@tokens_cli.command("revoke")
+@click.argument("token_id", type=int)
+def tokens_revoke(token_id: int) -> None:
+    """Revoke a token at once."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        fail(f"no token with id {token_id}")
+    revoked = revoke_token(token, CLI_ACTOR)
+    db.session.commit()
+    click.echo(f"token {token_id} {'revoked' if revoked else 'was already revoked'}")
+
+
 def register_cli(app: Flask) -> None:
-    for group in (catalog_cli, endpoints_cli, deliveries_cli, events_cli, users_cli, secrets_cli):
+    groups = (catalog_cli, endpoints_cli, deliveries_cli, events_cli, users_cli, secrets_cli)
+    for group in (*groups, tokens_cli):
         app.cli.add_command(group)

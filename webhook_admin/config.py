@@ -40,6 +40,18 @@ def parse_positive_float(name: str, raw: str) -> float:
     return value
 
 
+RATE_LIMIT = re.compile(
+    r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE
+)
+
+
+def parse_rate_limit(name: str, raw: str) -> str:
+    """A limit such as `600/minute` or `10 per second` (one limit, Flask-Limiter's notation)."""
+    if not RATE_LIMIT.match(raw):
+        raise ConfigError(f"{name} must be a limit like 600/minute, got {raw!r}")
+    return raw.strip()
+
+
 def parse_positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -126,6 +138,8 @@ class Settings:
     # X-Forwarded-For/-Proto are believed only from these (proxies.py): a hop count or CIDRs.
     trusted_proxies: TrustedProxies = 0
     heartbeat_interval: float = 5.0  # seconds between worker heartbeats (TTL is 3x)
+    # Per API token (views/management): Flask-Limiter's notation, e.g. "600/minute".
+    api_rate_limit: str = "600/minute"
     # Names every Redis queue and key of ours (queues.py): two databases never share work.
     queue_prefix: str = "wa-default"
     # Redis Sentinel, the alternative to redis_url (queues.make_redis): the sentinels'
@@ -341,6 +355,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         metrics_token=environ.get("METRICS_TOKEN", "").strip() or None,
         trusted_proxies=optional("WEBHOOK_TRUSTED_PROXIES", parse_trusted_proxies, 0),
         heartbeat_interval=optional("WEBHOOK_HEARTBEAT_INTERVAL", parse_positive_float, 5.0),
+        api_rate_limit=optional("WEBHOOK_API_RATE_LIMIT", parse_rate_limit, "600/minute"),
         queue_prefix=_read_queue_prefix(environ, database_url),
     )
     _check_lease(settings)

@@ -1,5 +1,6 @@
 """The data model; one aggregate per module, all re-exported here."""
 
+from .api_token import SCOPE_ADMIN, SCOPE_READ, SCOPES, ApiToken, IdempotencyRecord
 from .catalog import Category, EventType
 from .endpoint import (
     DISABLED_AUTO,
@@ -18,6 +19,10 @@ __all__ = [
     "ROLES",
     "ROLE_ADMIN",
     "ROLE_VIEWER",
+    "SCOPES",
+    "SCOPE_ADMIN",
+    "SCOPE_READ",
+    "ApiToken",
     "AppSetting",
     "Attempt",
     "AuditEntry",
@@ -28,6 +33,7 @@ __all__ = [
     "ErrorClass",
     "Event",
     "EventType",
+    "IdempotencyRecord",
     "RecoveryCode",
     "Trigger",
     "User",

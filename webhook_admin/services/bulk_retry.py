@@ -1,4 +1,5 @@
-"""Retry every failed delivery of one endpoint over a time range: count first, then a job."""
+"""Retries by hand: one delivery now, or every failed delivery of one endpoint over a time
+range (count first, then a background job)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,30 @@ from .delivery_state import request_retry
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
+# What a person may send again: failed, succeeded (on purpose), or a retrying one sooner.
+RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.RETRYING)
+
+
+class RetryRefused(ValueError):
+    """The delivery cannot be retried now (in flight, pending, cancelled, expired)."""
+
+
+def retry_delivery(delivery: Delivery, actor: str, remote_addr: str | None = None) -> int:
+    """Make one delivery due now (trigger manual) and audit it; returns the attempts made
+    before, for the caller to enqueue `(id, attempts)` after its commit."""
+    attempts_made = delivery.attempts_count
+    if delivery.status not in RETRYABLE or not request_retry(delivery, trigger=Trigger.MANUAL):
+        raise RetryRefused(f"delivery {delivery.id} is {delivery.status}; it cannot be retried now")
+    record_audit(
+        actor,
+        "delivery.retry",
+        "delivery",
+        delivery.id,
+        None,
+        {"event_id": delivery.event_id, "endpoint_id": delivery.endpoint_id},
+        remote_addr=remote_addr,
+    )
+    return attempts_made
 
 
 @dataclass(frozen=True)

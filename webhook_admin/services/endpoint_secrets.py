@@ -35,6 +35,31 @@ def reveal_secret(endpoint: Endpoint) -> str:
     return secret_box().decrypt(endpoint.secret_encrypted)
 
 
+def reveal_secret_audited(endpoint: Endpoint, actor: str, remote_addr: str | None = None) -> str:
+    """The secret in clear for an admin, with the audit entry that says who saw it."""
+    from .audit import record_audit
+
+    secret = reveal_secret(endpoint)
+    record_audit(actor, "endpoint.secret_reveal", "endpoint", endpoint.id, remote_addr=remote_addr)
+    return secret
+
+
+def rotate_secret_audited(endpoint: Endpoint, actor: str, remote_addr: str | None = None) -> str:
+    """Rotate (the previous secret keeps signing for 24 h) and audit; the new one in clear."""
+    from .audit import record_audit
+
+    secret = rotate_secret(endpoint)
+    record_audit(
+        actor,
+        "endpoint.secret_rotate",
+        "endpoint",
+        endpoint.id,
+        after={"previous_secret_expires_at": endpoint.previous_secret_expires_at.isoformat()},
+        remote_addr=remote_addr,
+    )
+    return secret
+
+
 def encrypt_header_values(headers: dict[str, str]) -> dict[str, str]:
     """Custom headers as stored: names in clear (pages list them), values encrypted."""
     box = secret_box()

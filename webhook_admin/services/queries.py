@@ -19,6 +19,7 @@ from ..models import (
     Endpoint,
     Event,
     EventType,
+    endpoint_event_types,
 )
 
 PAGE_SIZE = 50
@@ -30,6 +31,8 @@ class EndpointFilters:
     text: str = ""
     category: str = ""
     status: str = ""  # "", enabled, disabled, failing
+    merchant_id: str = ""
+    event_type: str = ""  # subscribed to it by name, or to all events of its category
 
     def as_args(self) -> dict:
         values = {"q": self.text, "category": self.category, "status": self.status}
@@ -68,9 +71,27 @@ def list_endpoints(
         query = query.where(Endpoint.enabled.is_(False))
     elif filters.status == "failing":
         query = query.where(Endpoint.failing_since.is_not(None))
+    if filters.merchant_id:
+        query = query.where(Endpoint.merchant_id == filters.merchant_id)
+    if filters.event_type:
+        query = query.where(_subscribed_to(filters.event_type))
     rows = list(db.session.scalars(query))
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
     return Page(rows[:limit], next_cursor)
+
+
+def _subscribed_to(event_type: str):
+    """Endpoints that get `event_type`: listed by name, or all events of its category."""
+    named = (
+        select(endpoint_event_types.c.endpoint_id)
+        .join(EventType, EventType.id == endpoint_event_types.c.event_type_id)
+        .where(EventType.name == event_type)
+    )
+    category = select(EventType.category_id).where(EventType.name == event_type)
+    return or_(
+        Endpoint.id.in_(named),
+        Endpoint.all_category_events.is_(True) & Endpoint.category_id.in_(category),
+    )
 
 
 def success_rates(endpoint_ids: list[int], hours: int = 24) -> dict[int, tuple[int, int]]:
@@ -110,6 +131,8 @@ class DeliveryFilters:
     category: str = ""
     since: str = ""  # a key of TIME_RANGES, or "" for all time
     event_id: str = ""
+    created_since: datetime | None = None  # created at or after
+    created_until: datetime | None = None  # created before
 
     def as_args(self) -> dict:
         values = {
@@ -144,6 +167,10 @@ def _filtered_deliveries(filters: DeliveryFilters) -> Select:
             query = query.where(Event.type.in_(in_category))
     if filters.since in TIME_RANGES:
         query = query.where(Delivery.created_at >= utcnow() - TIME_RANGES[filters.since])
+    if filters.created_since is not None:
+        query = query.where(Delivery.created_at >= filters.created_since)
+    if filters.created_until is not None:
+        query = query.where(Delivery.created_at < filters.created_until)
     return query
 
 

@@ -16,19 +16,23 @@ def register_views(app: Flask) -> None:
         deliveries,
         events,
         ops,
+        tokens,
         users,
         webhook_actions,
         webhooks,
     )
     from .api import bp as api_bp
     from .common import register_common
+    from .management import register_management
 
     app.register_blueprint(api_bp)
     assert webhook_actions.bp is webhooks.bp  # its routes live on the webhooks blueprint
-    for module in (auth, account, webhooks, deliveries, events, catalog, audit, users, ops):
+    modules = (auth, account, webhooks, deliveries, events, catalog, audit, users, ops, tokens)
+    for module in modules:
         app.register_blueprint(module.bp)
     init_auth(app)
     register_common(app)
+    register_management(app)  # after register_common: it wraps the app's 404/405/413 pages
     register_security_headers(app)
 
     @app.get("/")

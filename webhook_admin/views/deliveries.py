@@ -11,12 +11,16 @@ from ..auth import actor, admin_required
 from ..clock import utcnow
 from ..delivery.maintenance_jobs import enqueue_bulk_retry
 from ..extensions import db
-from ..models import Delivery, DeliveryStatus, Trigger
+from ..models import Delivery, DeliveryStatus
 from ..queues import enqueue_deliveries
-from ..services.audit import record_audit
-from ..services.bulk_retry import RetryScope, count_failed, record_bulk_retry_request
+from ..services.bulk_retry import (
+    RetryRefused,
+    RetryScope,
+    count_failed,
+    record_bulk_retry_request,
+    retry_delivery,
+)
 from ..services.catalog import list_catalog
-from ..services.delivery_state import request_retry
 from ..services.queries import (
     TIME_RANGES,
     DeliveryFilters,
@@ -29,7 +33,6 @@ from .webhooks import load as load_endpoint
 
 bp = Blueprint("deliveries", __name__, url_prefix="/deliveries")
 STOP_POLLING = 286  # htmx stops an `every` trigger when the server answers 286
-RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.RETRYING)
 
 
 def load(delivery_id: int) -> Delivery:
@@ -113,19 +116,11 @@ def timeline(delivery_id: int):
 @admin_required
 def retry(delivery_id: int):
     delivery = load(delivery_id)
-    attempts_made = delivery.attempts_count
-    if delivery.status not in RETRYABLE or not request_retry(delivery, trigger=Trigger.MANUAL):
+    try:
+        attempts_made = retry_delivery(delivery, actor(), request.remote_addr)
+    except RetryRefused:
         db.session.rollback()
         abort(409)
-    record_audit(
-        actor(),
-        "delivery.retry",
-        "delivery",
-        delivery.id,
-        None,
-        {"event_id": delivery.event_id, "endpoint_id": delivery.endpoint_id},
-        remote_addr=request.remote_addr,
-    )
     db.session.commit()
     enqueue_deliveries([(delivery.id, attempts_made)])
     if request.form.get("from") == "row":

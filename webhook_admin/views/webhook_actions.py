@@ -10,7 +10,11 @@ from ..extensions import db
 from ..queues import enqueue_deliveries
 from ..security_headers import no_store
 from ..services.audit import record_audit
-from ..services.endpoint_secrets import decrypt_header_values, reveal_secret, rotate_secret
+from ..services.endpoint_secrets import (
+    decrypt_header_values,
+    reveal_secret_audited,
+    rotate_secret_audited,
+)
 from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
 from ..services.endpoints import disable_endpoint, enable_endpoint
 from ..services.queries import DeliveryFilters, deliveries_page
@@ -100,10 +104,7 @@ def secret_response(template: str, **context):
 @admin_required
 def reveal(endpoint_id: int):
     endpoint = load(endpoint_id)
-    secret = reveal_secret(endpoint)
-    record_audit(
-        actor(), "endpoint.secret_reveal", "endpoint", endpoint.id, remote_addr=request.remote_addr
-    )
+    secret = reveal_secret_audited(endpoint, actor(), request.remote_addr)
     db.session.commit()
     template = "webhooks/_secret.html" if is_htmx() else "webhooks/secret.html"
     return secret_response(template, endpoint=endpoint, secret=secret, rotated=False)
@@ -113,15 +114,7 @@ def reveal(endpoint_id: int):
 @admin_required
 def rotate(endpoint_id: int):
     endpoint = load(endpoint_id)
-    secret = rotate_secret(endpoint)
-    record_audit(
-        actor(),
-        "endpoint.secret_rotate",
-        "endpoint",
-        endpoint.id,
-        after={"previous_secret_expires_at": endpoint.previous_secret_expires_at.isoformat()},
-        remote_addr=request.remote_addr,
-    )
+    secret = rotate_secret_audited(endpoint, actor(), request.remote_addr)
     db.session.commit()
     template = "webhooks/_secret.html" if is_htmx() else "webhooks/secret.html"
     return secret_response(template, endpoint=endpoint, secret=secret, rotated=True)
