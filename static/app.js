@@ -10,7 +10,52 @@
     }
   });
 
+  // One error path for every htmx request: a 4xx/5xx answer (422 is swapped next to the
+  // fields instead) or no answer at all shows in the page's alert region, moved next to the
+  // action. A 401 never gets here: its HX-Redirect sends the operator to log in and back.
+  function alertRegion() {
+    return document.getElementById("action-alert");
+  }
+  function showAlert(elt, message) {
+    var region = alertRegion();
+    if (!region) return;
+    var table = elt && elt.closest ? elt.closest("table") : null;
+    var anchor = table || (elt && elt.closest ? elt.closest("form, section") : null);
+    if (anchor && anchor.parentNode && anchor !== region) {
+      anchor.parentNode.insertBefore(region, table ? anchor : anchor.nextSibling);
+    }
+    var text = region.querySelector(".alert-text");
+    text.textContent = message;
+    region.hidden = false;
+    var notice = document.getElementById("notice");
+    if (notice) notice.innerHTML = "";  // an earlier success must not stand for this failure
+  }
+  function messageOf(xhr) {
+    var fallback = "The server answered " + xhr.status + (xhr.statusText ? " " + xhr.statusText : "") +
+      ". Nothing was changed.";
+    if (!xhr.responseText) return fallback;
+    var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+    var found = doc.querySelector(".error-text, [role=alert], main p");
+    var text = found ? found.textContent.trim() : "";
+    return text ? text + " (" + xhr.status + ")" : fallback;
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    showAlert(event.detail.elt, messageOf(event.detail.xhr));
+  });
+  document.addEventListener("htmx:sendError", function (event) {
+    showAlert(event.detail.elt, "Could not reach the server: nothing was changed. Check the connection and try again.");
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail && event.detail.elt;
+    var region = alertRegion();
+    if (region && !event.defaultPrevented && !(elt && elt.hasAttribute("data-poll"))) region.hidden = true;
+  });
+
   document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-dismiss-alert]")) {
+      alertRegion().hidden = true;
+      return;
+    }
     var copy = event.target.closest("[data-copy]");
     if (copy) {
       var source = document.querySelector(copy.getAttribute("data-copy"));

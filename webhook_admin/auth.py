@@ -32,11 +32,14 @@ def load_user(user_id: str) -> User | None:
 
 
 def unauthorized():
-    """Pages redirect to the login form; htmx requests get 401 and an HX-Redirect."""
-    target = url_for("auth.login", next=request.full_path.rstrip("?"))
+    """Pages redirect to the login form; htmx requests get 401 and an HX-Redirect back to the
+    page the operator was on (not the fragment or the POST they sent)."""
     if request.headers.get("HX-Request"):
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        back = page.path + (f"?{page.query}" if page.query else "") if page.path else None
+        target = url_for("auth.login", next=back or request.full_path.rstrip("?"))
         return "", 401, {"HX-Redirect": target}
-    return redirect(target)
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
 def safe_next(value: str | None) -> str:

@@ -31,6 +31,7 @@ MUTATIONS = [
     ("/users/1/mfa/reset", {}),
     ("/users/mfa-policy", {"require": "on"}),
     ("/webhooks/{id}/headers/reveal", {}),
+    ("/webhooks/{id}/replay", {}),
 ]
 
 

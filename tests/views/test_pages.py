@@ -65,7 +65,7 @@ def test_webhooks_list_is_paged_with_a_keyset_load_more(viewer, app):
     first = viewer.get("/webhooks").get_data(as_text=True)
     assert first.count('<tr id="endpoint-') == PAGE_SIZE
     assert "m0.example.com" not in first  # the oldest are on the next page
-    cursor = ids[3]
+    cursor = f"2.{ids[3]}"  # healthy (rank 2), then by id
     assert f"cursor={cursor}" in first
     rest = viewer.get(f"/webhooks?cursor={cursor}", htmx=True).get_data(as_text=True)
     assert rest.count('<tr id="endpoint-') == 3

@@ -112,7 +112,8 @@ def test_disable_then_enable_swaps_row_and_enqueues_held_deliveries(admin, endpo
     held = _held_delivery(endpoint)
     assert queued_delivery_ids() == set()
     html = admin.post(f"/webhooks/{endpoint.id}/enable", htmx=True).get_data(as_text=True)
-    assert "Enabled" in html and "Retry what failed while it was down" in html
+    assert "Healthy" in html and "Retry what failed while it was down" in html
+    assert "Replay events since" in html
     assert queued_delivery_ids() == {held}
 
 
@@ -215,7 +216,7 @@ def test_success_rate_over_24h_from_attempts(admin, endpoint, post_event):
         )
     )
     db.session.commit()
-    assert "75.0 %" in admin.get("/webhooks").get_data(as_text=True)
+    assert "75 % of 4" in admin.get("/webhooks").get_data(as_text=True)
 
 
 def test_auto_disabled_banner_and_failing_warning(admin, endpoint):
@@ -223,4 +224,4 @@ def test_auto_disabled_banner_and_failing_warning(admin, endpoint):
     endpoint.failing_since = utcnow() - timedelta(days=5)
     db.session.commit()
     html = admin.get("/webhooks").get_data(as_text=True)
-    assert "1 endpoint auto-disabled" in html and "Failing since" in html
+    assert "1 endpoint disabled by the system" in html and "Auto-disabled" in html

@@ -27,3 +27,33 @@ def enqueue_bulk_retry(scope: dict, actor: str) -> Job | None:
         )
     except RedisError:
         return None
+
+
+REPLAY_FUNC = "webhook_admin.delivery.maintenance_jobs.replay"
+
+
+def replay(endpoint_id: int, since: str, actor: str) -> int:
+    """Create and queue the deliveries an endpoint missed (see services.replay)."""
+    from datetime import datetime
+
+    from ..services.replay import replay_missed
+
+    return replay_missed(
+        endpoint_id, datetime.fromisoformat(since), actor, lambda ids: enqueue_deliveries(ids)
+    )
+
+
+def enqueue_replay(endpoint_id: int, since: str, actor: str) -> Job | None:
+    """Queue the replay job; None if Redis is unavailable."""
+    try:
+        return get_queue(MAINTENANCE).enqueue(
+            REPLAY_FUNC,
+            endpoint_id,
+            since,
+            actor,
+            job_timeout=3600,
+            result_ttl=86400,
+            failure_ttl=86400,
+        )
+    except RedisError:
+        return None

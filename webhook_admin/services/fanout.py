@@ -20,12 +20,10 @@ from ..models import (
 event_types = EventType.__table__
 
 
-def _subscribed(type_id, category_id, merchant_id):
-    """Enabled, live endpoints subscribed to the type (by name or by whole category) whose
-    merchant filter, if any, is the event's merchant."""
+def subscription_matches(type_id, category_id, merchant_id):
+    """The endpoint subscribes to the type (by name or by whole category) and its merchant
+    filter, if any, is the event's merchant; enabled or not (a replay asks while it was off)."""
     return and_(
-        Endpoint.enabled.is_(True),
-        Endpoint.deleted_at.is_(None),
         or_(
             exists().where(
                 endpoint_event_types.c.endpoint_id == Endpoint.id,
@@ -35,6 +33,15 @@ def _subscribed(type_id, category_id, merchant_id):
         ),
         # A NULL merchant compares false here, leaving only endpoints without a filter.
         or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == merchant_id),
+    )
+
+
+def _subscribed(type_id, category_id, merchant_id):
+    """Enabled, live endpoints that subscribe to the event (the rule of every new event)."""
+    return and_(
+        Endpoint.enabled.is_(True),
+        Endpoint.deleted_at.is_(None),
+        subscription_matches(type_id, category_id, merchant_id),
     )
 
 
@@ -80,7 +87,18 @@ def create_deliveries(
 ) -> list[int]:
     """Insert one waiting delivery per endpoint with a single multi-row INSERT; return their
     ids (in no particular order)."""
-    if not endpoint_ids:
+    return _insert_deliveries([(event_id, endpoint_id) for endpoint_id in endpoint_ids], trigger)
+
+
+def create_endpoint_deliveries(
+    endpoint_id: int, event_ids: list[str], trigger: str = Trigger.MANUAL
+) -> list[int]:
+    """One waiting delivery per event for one endpoint (a replay): the same INSERT."""
+    return _insert_deliveries([(event_id, endpoint_id) for event_id in event_ids], trigger)
+
+
+def _insert_deliveries(pairs: list[tuple[str, int]], trigger: str) -> list[int]:
+    if not pairs:
         return []
     now = utcnow()
     rows = [
@@ -93,7 +111,7 @@ def create_deliveries(
             "next_attempt_at": now,
             "created_at": now,
         }
-        for endpoint_id in endpoint_ids
+        for event_id, endpoint_id in pairs
     ]
     # On the session's connection: a Core statement needs none of Session.execute's ORM steps.
     return list(db.session.connection().execute(INSERT_DELIVERIES, rows).scalars())

@@ -12,6 +12,7 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import (
     DISABLED_AUTO,
+    DISABLED_GONE,
     Attempt,
     AuditEntry,
     Category,
@@ -23,6 +24,7 @@ from ..models import (
 )
 
 PAGE_SIZE = 50
+SYSTEM_DISABLED = (DISABLED_AUTO, DISABLED_GONE)
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -45,19 +47,13 @@ class Page:
     next_cursor: int | None = None
 
 
-def list_endpoints(
-    filters: EndpointFilters, cursor: int | None = None, limit: int = PAGE_SIZE
-) -> Page:
-    """Live endpoints, newest first, a keyset page at a time, with category and types."""
+def _filtered_endpoints(filters: EndpointFilters) -> Select:
+    """Live endpoints matching the filters, with category and types loaded."""
     query = (
         select(Endpoint)
         .where(Endpoint.deleted_at.is_(None))
         .options(selectinload(Endpoint.category), selectinload(Endpoint.event_types))
-        .order_by(Endpoint.id.desc())
-        .limit(limit + 1)
     )
-    if cursor is not None:
-        query = query.where(Endpoint.id < cursor)
     if filters.text:
         pattern = f"%{filters.text.strip()}%"
         query = query.where(or_(Endpoint.url.ilike(pattern), Endpoint.description.ilike(pattern)))
@@ -75,8 +71,54 @@ def list_endpoints(
         query = query.where(Endpoint.merchant_id == filters.merchant_id)
     if filters.event_type:
         query = query.where(_subscribed_to(filters.event_type))
+    return query
+
+
+def list_endpoints(
+    filters: EndpointFilters, cursor: int | None = None, limit: int = PAGE_SIZE
+) -> Page:
+    """Live endpoints, newest first, a keyset page at a time, with category and types."""
+    query = _filtered_endpoints(filters).order_by(Endpoint.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(Endpoint.id < cursor)
     rows = list(db.session.scalars(query))
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor)
+
+
+# Attention first: failing and enabled (0), disabled by the receiver or by auto-disable (1),
+# then the rest (2); newest first within each.
+HEALTH_RANK = case(
+    (Endpoint.enabled.is_(True) & Endpoint.failing_since.is_not(None), 0),
+    (Endpoint.enabled.is_(False) & Endpoint.disabled_reason.in_(SYSTEM_DISABLED), 1),
+    else_=2,
+)
+
+
+def endpoint_rank(endpoint: Endpoint) -> int:
+    if endpoint.enabled:
+        return 0 if endpoint.failing_since is not None else 2
+    return 1 if endpoint.disabled_reason in SYSTEM_DISABLED else 2
+
+
+def list_endpoints_by_health(
+    filters: EndpointFilters, cursor: str | None = None, limit: int = PAGE_SIZE
+) -> Page:
+    """The Webhook Management list: failing endpoints first, then a keyset page at a time;
+    the cursor is "<rank>.<id>" of the last row shown."""
+    query = _filtered_endpoints(filters).order_by(HEALTH_RANK, Endpoint.id.desc()).limit(limit + 1)
+    if cursor:
+        try:
+            rank, last_id = (int(part) for part in cursor.split(".", 1))
+        except ValueError:
+            rank, last_id = None, None
+        if rank is not None:
+            query = query.where(
+                or_(rank < HEALTH_RANK, (rank == HEALTH_RANK) & (Endpoint.id < last_id))
+            )
+    rows = list(db.session.scalars(query))
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = f"{endpoint_rank(last)}.{last.id}" if last is not None else None
     return Page(rows[:limit], next_cursor)
 
 
@@ -112,13 +154,16 @@ def success_rates(endpoint_ids: list[int], hours: int = 24) -> dict[int, tuple[i
 
 
 def auto_disabled_endpoints() -> list[Endpoint]:
+    """Endpoints the system disabled: the receiver answered 410, or every try failed too long."""
     return list(
         db.session.scalars(
-            select(Endpoint).where(
+            select(Endpoint)
+            .where(
                 Endpoint.deleted_at.is_(None),
                 Endpoint.enabled.is_(False),
-                Endpoint.disabled_reason == DISABLED_AUTO,
+                Endpoint.disabled_reason.in_(SYSTEM_DISABLED),
             )
+            .order_by(Endpoint.id.desc())
         )
     )
 
@@ -130,9 +175,12 @@ class DeliveryFilters:
     event_type: str = ""
     category: str = ""
     since: str = ""  # a key of TIME_RANGES, or "" for all time
-    event_id: str = ""
+    event_id: str = ""  # the id or its beginning
     created_since: datetime | None = None  # created at or after
     created_until: datetime | None = None  # created before
+    status_class: str = ""  # a key of STATUS_CLASSES: the last answer's HTTP status class
+    error_class: str = ""  # the last attempt's error class (timeout, connect, ...)
+    merchant_id: str = ""
 
     def as_args(self) -> dict:
         values = {
@@ -142,8 +190,21 @@ class DeliveryFilters:
             "category": self.category,
             "since": self.since,
             "event_id": self.event_id,
+            "status_class": self.status_class,
+            "error_class": self.error_class,
+            "merchant_id": self.merchant_id,
         }
         return {k: v for k, v in values.items() if v}
+
+
+STATUS_CLASSES = {"2xx": (200, 300), "3xx": (300, 400), "4xx": (400, 500), "5xx": (500, 600)}
+COUNT_CAP = 10_000  # "10,000+": counting every match of a wide filter costs a scan
+
+
+def count_deliveries(filters: DeliveryFilters, cap: int = COUNT_CAP) -> int:
+    """How many deliveries match, counted up to cap + 1."""
+    matching = _filtered_deliveries(filters).limit(cap + 1).subquery()
+    return db.session.scalar(select(func.count()).select_from(matching))
 
 
 def _filtered_deliveries(filters: DeliveryFilters) -> Select:
@@ -153,9 +214,17 @@ def _filtered_deliveries(filters: DeliveryFilters) -> Select:
     if filters.endpoint_id:
         query = query.where(Delivery.endpoint_id == filters.endpoint_id)
     if filters.event_id:
-        query = query.where(Delivery.event_id == filters.event_id.strip())
-    if filters.event_type or filters.category:
+        prefix = filters.event_id.strip().replace("\\", "\\\\").replace("%", "\\%")
+        query = query.where(Delivery.event_id.like(prefix.replace("_", "\\_") + "%", escape="\\"))
+    if filters.status_class in STATUS_CLASSES:
+        low, high = STATUS_CLASSES[filters.status_class]
+        query = query.where(Delivery.last_status_code >= low, Delivery.last_status_code < high)
+    if filters.error_class:
+        query = query.where(Delivery.last_error_class == filters.error_class)
+    if filters.event_type or filters.category or filters.merchant_id:
         query = query.join(Event, Delivery.event_id == Event.id)
+        if filters.merchant_id:
+            query = query.where(Event.merchant_id == filters.merchant_id.strip())
         if filters.event_type:
             query = query.where(Event.type == filters.event_type)
         if filters.category:

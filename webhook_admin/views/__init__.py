@@ -19,6 +19,7 @@ def register_views(app: Flask) -> None:
         tokens,
         users,
         webhook_actions,
+        webhook_replay,
         webhooks,
     )
     from .api import bp as api_bp
@@ -26,7 +27,8 @@ def register_views(app: Flask) -> None:
     from .management import register_management
 
     app.register_blueprint(api_bp)
-    assert webhook_actions.bp is webhooks.bp  # its routes live on the webhooks blueprint
+    # Their routes live on the webhooks blueprint.
+    assert webhook_actions.bp is webhooks.bp and webhook_replay.bp is webhooks.bp
     modules = (auth, account, webhooks, deliveries, events, catalog, audit, users, ops, tokens)
     for module in modules:
         app.register_blueprint(module.bp)
@@ -38,3 +40,8 @@ def register_views(app: Flask) -> None:
     @app.get("/")
     def home():
         return redirect(url_for("webhooks.index"))
+
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers ask for it on every page, whatever the page's <link rel="icon"> says."""
+        return app.send_static_file("favicon.svg"), 200, {"Content-Type": "image/svg+xml"}

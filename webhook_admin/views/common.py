@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 
 from flask import Flask, flash, redirect, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 
@@ -69,6 +70,11 @@ def ago(value: datetime | None) -> str:
     return f"{seconds // 86400} d ago"
 
 
+def since(value: datetime | None) -> str:
+    """How long ago, without "ago": "12 min", "3 h", "2 d"."""
+    return ago(value).removesuffix(" ago")
+
+
 def pretty_body(text: str | None) -> str:
     """JSON pretty-printed, anything else as it came (templates escape it)."""
     if not text:
@@ -114,12 +120,16 @@ class ChunkedBodyLimit:
 def register_common(app: Flask) -> None:
     app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.jinja_env.filters.update(
-        ago=ago, pretty_body=pretty_body, pretty_json=pretty_json, when=when
+        ago=ago, since=since, pretty_body=pretty_body, pretty_json=pretty_json, when=when
     )
     app.jinja_env.globals.update(htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
+        if is_htmx() and not current_user.is_authenticated:  # the session expired: log in, back
+            from ..auth import unauthorized
+
+            return unauthorized()
         return render_error(
             400,
             "Session expired",

@@ -11,7 +11,7 @@ from ..auth import actor, admin_required
 from ..clock import utcnow
 from ..delivery.maintenance_jobs import enqueue_bulk_retry
 from ..extensions import db
-from ..models import Delivery, DeliveryStatus
+from ..models import Delivery, DeliveryStatus, ErrorClass
 from ..queues import enqueue_deliveries
 from ..services.bulk_retry import (
     RetryRefused,
@@ -22,8 +22,11 @@ from ..services.bulk_retry import (
 )
 from ..services.catalog import list_catalog
 from ..services.queries import (
+    COUNT_CAP,
+    STATUS_CLASSES,
     TIME_RANGES,
     DeliveryFilters,
+    count_deliveries,
     deliveries_page,
     endpoint_choices,
     event_type_names,
@@ -42,6 +45,13 @@ def load(delivery_id: int) -> Delivery:
     return delivery
 
 
+ERROR_CLASSES = tuple(
+    getattr(ErrorClass, name)
+    for name in dir(ErrorClass)
+    if name.isupper() and name != "NOT_RETRIED"
+)
+
+
 def filters_from_args() -> DeliveryFilters:
     args = request.args
     endpoint = args.get("endpoint_id", "")
@@ -52,6 +62,9 @@ def filters_from_args() -> DeliveryFilters:
         category=args.get("category", ""),
         since=args.get("since", ""),
         event_id=args.get("event_id", ""),
+        status_class=args.get("status_class", ""),
+        error_class=args.get("error_class", ""),
+        merchant_id=args.get("merchant_id", ""),
     )
 
 
@@ -61,14 +74,29 @@ def index():
     filters = filters_from_args()
     cursor = request.args.get("cursor", type=int)
     page = deliveries_page(filters, cursor)
-    if is_htmx():
+    # The count goes with the first page only (a "Load more" page keeps the count shown).
+    total = count_deliveries(filters) if cursor is None else None
+    if is_htmx() and cursor is not None:  # "Load more": the next rows
         return render_template(
             "deliveries/_rows.html", page=page, filters=filters, show_endpoint=True
+        )
+    if is_htmx():  # a filter changed: the count and the table
+        return render_template(
+            "deliveries/_results.html",
+            page=page,
+            filters=filters,
+            show_endpoint=True,
+            total=total,
+            count_cap=COUNT_CAP,
         )
     return render_template(
         "deliveries/index.html",
         page=page,
         filters=filters,
+        total=total,
+        count_cap=COUNT_CAP,
+        status_classes=STATUS_CLASSES,
+        error_classes=ERROR_CLASSES,
         cursor=cursor,
         show_endpoint=True,
         endpoints=endpoint_choices(),

@@ -16,7 +16,7 @@ from ..services.endpoint_secrets import (
     rotate_secret_audited,
 )
 from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
-from ..services.endpoints import disable_endpoint, enable_endpoint
+from ..services.endpoints import enable_endpoint
 from ..services.queries import DeliveryFilters, deliveries_page
 from ..services.test_events import TestEventRefused, send_test_event
 from .common import done, is_htmx, render_error
@@ -39,20 +39,6 @@ def show(endpoint_id: int):
         chart_height=CHART_HEIGHT,
         page=deliveries_page(filters, limit=25),
         filters=filters,
-        **row_context(endpoint),
-    )
-
-
-@bp.post("/<int:endpoint_id>/disable")
-@admin_required
-def disable(endpoint_id: int):
-    endpoint = load(endpoint_id)
-    disable_endpoint(endpoint, actor(), note=request.form.get("note") or None)
-    db.session.commit()
-    return done(
-        "Webhook disabled.",
-        request.referrer or url_for("webhooks.index"),
-        "webhooks/_row.html",
         **row_context(endpoint),
     )
 

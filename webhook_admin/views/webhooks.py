@@ -21,7 +21,7 @@ from ..services.endpoints import (
 from ..services.queries import (
     EndpointFilters,
     auto_disabled_endpoints,
-    list_endpoints,
+    list_endpoints_by_health,
     success_rates,
 )
 from .common import done, is_htmx, render
@@ -88,7 +88,7 @@ def filters_from_args() -> EndpointFilters:
 @login_required
 def index():
     filters = filters_from_args()
-    page = list_endpoints(filters, request.args.get("cursor", type=int))
+    page = list_endpoints_by_health(filters, request.args.get("cursor"))
     return render(
         "webhooks/index.html",
         "webhooks/_rows.html",
