@@ -157,3 +157,22 @@ def test_emitting_stays_on_the_signed_ingest(read_api):
     response = read_api.post("/api/v1/events", json={"type": "transaction.approved", "data": {}})
     assert response.status_code == 401
     assert response.get_json() == {"error": response.get_json()["error"]}  # the ingest's own
+
+
+def test_an_answer_the_document_does_not_allow_is_a_500_problem_never_sent(read_api, app):
+    from webhook_admin.clock import utcnow as now
+    from webhook_admin.models import Event
+
+    db.session.add(
+        Event(
+            id="evt_list_data",
+            type="transaction.approved",
+            data=[1, 2],
+            occurred_at=now(),
+            body_sha256="0" * 64,
+        )
+    )
+    db.session.commit()
+    response = read_api.get("/api/v1/events/evt_list_data")
+    body = assert_problem(response, 500)
+    assert "[1, 2]" not in response.get_data(as_text=True) and "schema" in body["detail"]

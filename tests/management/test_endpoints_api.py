@@ -255,3 +255,25 @@ def test_read_token_may_not_patch_or_delete(read_api, endpoint):
     assert_problem(read_api.patch(f"/api/v1/endpoints/{endpoint.id}", json={}), 403)
     assert_problem(read_api.delete(f"/api/v1/endpoints/{endpoint.id}"), 403)
     assert db.session.get(Endpoint, endpoint.id).deleted_at is None
+
+
+def test_unknown_method_and_too_large_body_are_problems(admin_api):
+    response = admin_api.client.put("/api/v1/endpoints", headers=admin_api.headers())
+    assert_problem(response, 405)
+    assert "GET" in response.headers["Allow"]
+    big = {"url": "http://127.0.0.1:9/x", "description": "x" * (1024 * 1024 + 10)}
+    assert_problem(admin_api.post("/api/v1/endpoints", json=big), 413)
+
+
+def test_the_ingest_keeps_its_own_errors(admin_api):
+    big = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+    response = admin_api.client.post(
+        "/api/v1/events", data=big, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413 and response.mimetype == "application/json"
+    assert "error" in response.get_json()
+
+
+def test_pages_keep_their_html_errors(client):
+    response = client.get("/webhooks/999999/nothing")
+    assert response.status_code == 404 and response.mimetype == "text/html"

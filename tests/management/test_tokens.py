@@ -28,7 +28,8 @@ def test_token_is_prefixed_and_stored_only_as_its_hash(app):
 
 def test_last_used_time_is_recorded(admin_api, app):
     assert db.session.scalar(select(ApiToken.last_used_at)) is None
-    admin_api.get("/api/v1/endpoints")
+    response = admin_api.get("/api/v1/endpoints")
+    assert response.headers["X-RateLimit-Limit"] == "600" and "Retry-After" not in response.headers
     db.session.expire_all()
     assert db.session.scalar(select(ApiToken.last_used_at)) is not None
 
@@ -138,9 +139,12 @@ def test_rate_limit_answers_429_with_retry_after_per_token(limited_app):
         two, _ = token_for("admin@example.com", "admin", "read", "two")
         api = Api(limited_app.test_client(), one)
         assert [api.get("/api/v1/categories").status_code for _ in range(3)] == [200] * 3
+        fine = api.get("/api/v1/event-types")  # another route: the same per-token count
+        assert_problem(fine, 429)
         limited = api.get("/api/v1/categories")
         assert_problem(limited, 429)
-        assert int(limited.headers["Retry-After"]) > 0
+        assert 0 < int(limited.headers["Retry-After"]) <= 61
+        assert limited.headers["X-RateLimit-Remaining"] == "0"
         assert Api(limited_app.test_client(), two).get("/api/v1/categories").status_code == 200
         from webhook_admin.queues import get_redis, redis_key
 
@@ -179,3 +183,26 @@ def test_cli_refuses_an_admin_token_for_a_viewer(cli, app):
         args=["tokens", "create", "v@example.com", "--name", "x", "--scope", "admin"]
     )
     assert result.exit_code == 1 and "read tokens" in result.output
+
+
+def test_kept_answers_are_encrypted_at_rest(admin_api):
+    response = admin_api.post("/api/v1/endpoints", json=NEW, headers={"Idempotency-Key": "enc"})
+    secret = response.get_json()["secret"]
+    record = db.session.scalar(select(IdempotencyRecord))
+    assert secret not in record.body and "whsec_" not in record.body
+
+
+def test_unreachable_database_answers_a_503_problem_with_retry_after(
+    app, migrated_database, redis_server, tmp_path
+):
+    from tests.conftest import test_environ as make_environ
+    from tests.support.redis_server import free_port
+
+    if migrated_database.startswith("postgresql"):
+        url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    else:
+        url = "sqlite:///" + str(tmp_path)  # a directory: SQLite cannot open it
+    down = create_app(make_environ(url, redis_server.url))
+    response = Api(down.test_client(), "whadm_" + "x" * 43).get("/api/v1/endpoints")
+    body = assert_problem(response, 503)
+    assert response.headers["Retry-After"] == "5" and "database" in body["detail"]

@@ -7,14 +7,18 @@ share."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 
-from flask import Blueprint, Flask, jsonify, render_template, request
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from ...extensions import csrf
 
+log = logging.getLogger(__name__)
 bp = Blueprint("management", __name__, url_prefix="/api/v1")
 docs_bp = Blueprint("api_docs", __name__)
 csrf.exempt(bp)  # bearer tokens, never cookies: nothing for a cross-site form to ride on
@@ -49,6 +53,25 @@ def reference():
     return render_template("api/docs.html")
 
 
+@bp.after_request
+def rate_limit_headers(response):
+    """X-RateLimit-Limit, -Remaining and -Reset on every answer; Retry-After on a 429."""
+    limiter = current_app.extensions.get("management_limiter")
+    limit = limiter.current_limit if limiter is not None else None
+    if limit is None:
+        return response
+    try:
+        reset_at, remaining = limit.reset_at, limit.remaining
+    except (RedisError, OSError):  # Redis went away: the answer goes without them
+        return response
+    response.headers["X-RateLimit-Limit"] = str(limit.limit.amount)
+    response.headers["X-RateLimit-Remaining"] = str(remaining)
+    response.headers["X-RateLimit-Reset"] = str(reset_at)
+    if response.status_code == 429:
+        response.headers["Retry-After"] = str(max(1, reset_at - int(time.time())))
+    return response
+
+
 @bp.errorhandler(ApiProblem)
 def api_problem(exc):
     return from_exception(exc)
@@ -61,9 +84,16 @@ def http_problem(exc):
 
 @bp.errorhandler(Exception)
 def unexpected_problem(exc):
+    from sqlalchemy.exc import OperationalError
+
     from ...extensions import db
 
     db.session.rollback()
+    if isinstance(exc, OperationalError):  # the database is down or restarting: retry soon
+        log.warning("database unavailable path=%s: %s", request.path, type(exc).__name__)
+        return from_exception(
+            ApiProblem(503, "database unavailable, retry later", headers={"Retry-After": "5"})
+        )
     return from_exception(exc)
 
 
@@ -83,11 +113,14 @@ def install_limiter(app: Flask) -> Limiter:
         storage_uri="redis://",
         storage_options={"connection_pool": pool, "key_prefix": prefix},
         strategy="moving-window",
-        headers_enabled=True,
+        # Our own headers (rate_limit_headers): Flask-Limiter's put a Retry-After on every
+        # answer, a 200 included, and over-wrote a 503's own.
+        headers_enabled=False,
         swallow_errors=True,
     )
-    limiter.limit(settings.api_rate_limit)(bp)
-    limiter.limit(settings.api_rate_limit)(docs_bp)
+    # One count per token across every route (a per-route limit would multiply it by 23).
+    limiter.shared_limit(settings.api_rate_limit, scope="management-api")(bp)
+    limiter.shared_limit(settings.api_rate_limit, scope="management-api")(docs_bp)
     return limiter
 
 

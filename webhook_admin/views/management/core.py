@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json as jsonlib
+import logging
 import re
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 
+from cryptography.fernet import InvalidToken
 from flask import Response, g, make_response, request
 from spectree import Response as Responses
 from spectree import SpecTree
@@ -24,16 +26,18 @@ from ...clock import utcnow
 from ...extensions import db
 from ...models import IdempotencyRecord
 from ...services.api_tokens import Principal, authenticate
+from ...services.endpoint_secrets import secret_box
 from ...services.json_limits import JSONLimitError, check, loads
 from .problems import ApiProblem
 from .schemas import Problem
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEPT_HEADERS = ("Content-Type", "Location", "Cache-Control")
-READ_ERRORS = (401, 403, 404, 422, 429)
-WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429)
+READ_ERRORS = (401, 403, 404, 422, 429, 500, 503)
+WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 
 
 def _validation_problem(req, resp, error, instance, model_adapter) -> None:
@@ -47,6 +51,14 @@ def _validation_problem(req, resp, error, instance, model_adapter) -> None:
     raise ApiProblem(422, "the request does not match the schema", errors)
 
 
+def _response_problem(req, resp, error, instance, model_adapter) -> None:
+    """spectree's hook after the view: an answer the document does not allow is never sent
+    (a logged 500 problem instead of spectree's own JSON)."""
+    if error is not None:
+        log.error("management API answer does not match its schema path=%s: %s", req.path, error)
+        raise ApiProblem(500, "the answer did not match the API's schema; it was logged")
+
+
 spec = SpecTree(
     "flask",
     mode="strict",
@@ -56,6 +68,7 @@ spec = SpecTree(
     validation_error_status=422,
     validation_error_model=Problem,
     before=_validation_problem,
+    after=_response_problem,
     naming_strategy=lambda model: model.__name__,
     nested_naming_strategy=lambda _parent, child: child,
 )
@@ -176,16 +189,25 @@ def _replay(token_id: int, key: str, fingerprint: str) -> Response | None:
             "this Idempotency-Key was used with another request; use a new key",
             [{"field": "Idempotency-Key", "message": "reused with another body"}],
         )
-    response = Response(record.body, status=record.status, headers=record.headers)
+    try:
+        body = secret_box().decrypt(record.body)
+    except InvalidToken:  # kept under a key since retired (WEBHOOK_ENCRYPTION_KEYS)
+        log.warning("idempotency record unreadable, key reused token_id=%s", token_id)
+        db.session.delete(record)
+        db.session.flush()
+        return None
+    response = Response(body, status=record.status, headers=record.headers)
     response.headers[REPLAYED_HEADER] = "true"
     return response
 
 
 def _record(token_id: int, key: str, fingerprint: str, response: Response) -> None:
+    """Keep the answer; the token's records past 24 h (this key's among them) go."""
     db.session.execute(
         delete(IdempotencyRecord).where(
             IdempotencyRecord.token_id == token_id,
-            IdempotencyRecord.key == key,
+            (IdempotencyRecord.key == key)
+            | (IdempotencyRecord.created_at < utcnow() - IDEMPOTENCY_TTL),
         )
     )
     db.session.add(
@@ -194,7 +216,8 @@ def _record(token_id: int, key: str, fingerprint: str, response: Response) -> No
             key=key,
             fingerprint=fingerprint,
             status=response.status_code,
-            body=response.get_data(as_text=True),
+            # Encrypted like endpoint secrets: a create or rotate answer carries one.
+            body=secret_box().encrypt(response.get_data(as_text=True)),
             headers={h: response.headers[h] for h in KEPT_HEADERS if h in response.headers},
         )
     )
