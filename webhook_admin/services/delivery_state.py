@@ -247,6 +247,14 @@ HAS_RECORDED_SUCCESS = (
     .where(attempts.c.delivery_id == deliveries.c.id, attempts.c.succeeded.is_(True))
     .exists()
 )
+# What the delivery's row shows as its last result once settled: the acknowledging answer.
+LAST_RECORDED_SUCCESS_STATUS = (
+    select(attempts.c.response_status)
+    .where(attempts.c.delivery_id == deliveries.c.id, attempts.c.succeeded.is_(True))
+    .order_by(attempts.c.number.desc())
+    .limit(1)
+    .scalar_subquery()
+)
 SETTLE_ACKNOWLEDGED = (
     update(deliveries)
     .where(
@@ -258,6 +266,7 @@ SETTLE_ACKNOWLEDGED = (
         status=DeliveryStatus.SUCCEEDED,
         next_attempt_at=None,
         next_trigger=Trigger.AUTOMATIC,
+        last_status_code=LAST_RECORDED_SUCCESS_STATUS,
         last_error_class=None,
         completed_at=bindparam("a_now"),
     )
