@@ -51,6 +51,27 @@
     if (region && !event.defaultPrevented && !(elt && elt.hasAttribute("data-poll"))) region.hidden = true;
   });
 
+  // Focus follows what opened: the first invalid field of a re-shown form, else the first
+  // field of a panel or row form that just appeared. Escape closes it again.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var root = event.detail.elt;
+    if (!root || !root.querySelector) return;
+    var target = root.querySelector("[aria-invalid=true]") ||
+      (root.querySelector("form [data-cancel]") ? root.querySelector("form input:not([type=hidden]), form select") : null);
+    if (target && root.contains(target)) target.focus();
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !event.target.closest) return;
+    var form = event.target.closest("form");
+    var cancel = form && form.querySelector("[data-cancel]");
+    if (cancel) {
+      event.preventDefault();
+      cancel.click();
+      var opener = document.querySelector(".page-head button.primary");
+      if (opener && cancel.hasAttribute("data-clear")) opener.focus();
+    }
+  });
+
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-dismiss-alert]")) {
       alertRegion().hidden = true;

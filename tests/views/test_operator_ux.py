@@ -3,6 +3,7 @@ a disabled endpoint missed, the expired session, the delivery filters, the favic
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -156,3 +157,33 @@ def test_viewer_sees_the_replay_count_but_no_replay_button(viewer, endpoint):
     html = viewer.get(f"/webhooks/{endpoint.id}/replay").get_data(as_text=True)
     assert "replay-count" in html and "Replay 0" not in html
     assert Session  # the viewer's POST is in test_auth's 403 list
+
+
+def test_the_webhook_form_shows_every_error_in_one_pass_without_adding_rows(admin):
+    form = {"url": "ftp://not a url", "timeout_seconds": "abc", "header_name": ["X-Team", ""]}
+    response = admin.post("/webhooks", form, htmx=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'id="url-error"' in html and 'id="timeout_seconds-error"' in html
+    assert 'id="event_types-error"' in html
+    form["header_name"] = ["X-Team", "", ""]  # as the re-shown form sends it back
+    again = admin.post("/webhooks", form, htmx=True).get_data(as_text=True)
+    assert html.count('name="header_name"') == again.count('name="header_name"') == 3
+
+
+def test_catalog_forms_have_unique_ids(admin):
+    html = admin.get("/catalog").get_data(as_text=True)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert 'for="category-name"' in html and 'id="category-name"' in html
+
+
+def test_users_page_offers_no_refused_action_on_your_own_row(admin, viewer):
+    html = admin.get("/users").get_data(as_text=True)
+    start = html.index("<td>admin@example.com</td>")
+    own = html[start : html.index("</tr>", start)]
+    assert "Disable user" not in own and "(you)" in own
+    other = html[html.index("<td>viewer@example.com</td>") :]
+    assert (
+        "Disable user" in other and 'hx-confirm="Change the role of viewer@example.com?"' in other
+    )

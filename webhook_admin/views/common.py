@@ -89,6 +89,20 @@ def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def audit_diff(before: dict | None, after: dict | None) -> list[tuple[str, str, str]]:
+    """(key, before, after) for each key whose value changed, in key order; a side that
+    did not exist shows as ''. Values are compact JSON."""
+    before, after = before or {}, after or {}
+
+    def show(side: dict, key: str) -> str:
+        if key not in side:
+            return ""
+        return json.dumps(side[key], ensure_ascii=False, sort_keys=True, default=str)
+
+    keys = sorted(set(before) | set(after))
+    return [(k, show(before, k), show(after, k)) for k in keys if before.get(k) != after.get(k)]
+
+
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -120,9 +134,15 @@ class ChunkedBodyLimit:
 def register_common(app: Flask) -> None:
     app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.jinja_env.filters.update(
-        ago=ago, since=since, pretty_body=pretty_body, pretty_json=pretty_json, when=when
+        ago=ago,
+        since=since,
+        pretty_body=pretty_body,
+        pretty_json=pretty_json,
+        when=when,
     )
-    app.jinja_env.globals.update(htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES)
+    app.jinja_env.globals.update(
+        htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES, audit_diff=audit_diff
+    )
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):

@@ -16,6 +16,7 @@ from ..services.endpoints import (
     create_endpoint,
     delete_endpoint,
     get_live_endpoint,
+    resolve_input,
     update_endpoint,
 )
 from ..services.queries import (
@@ -74,9 +75,19 @@ def submitted_values() -> dict:
         "all_events": form.getlist("all_events"),
         "merchant_id": form.get("merchant_id", ""),
         # Typed values are not echoed back into the page (they are secrets): retype them.
-        "headers": [(name, "") for name in form.getlist("header_name")],
+        # Filled rows only: the form adds its own blank row (no new blank row per retry).
+        "headers": [(name, "") for name in form.getlist("header_name") if name.strip()],
         "timeout_seconds": form.get("timeout_seconds", ""),
     }
+
+
+def every_error(data, form_errors: dict, existing: Endpoint | None = None) -> ValidationError:
+    """The form's shape errors and the service's field checks together, in one pass."""
+    try:
+        resolve_input(data, existing)
+    except ValidationError as exc:
+        return ValidationError(exc.errors | form_errors)
+    return ValidationError(form_errors)
 
 
 def filters_from_args() -> EndpointFilters:
@@ -113,7 +124,7 @@ def create():
     data, errors = parse_endpoint_form(request.form)
     try:
         if errors:
-            raise ValidationError(errors)
+            raise every_error(data, errors)
         endpoint, secret = create_endpoint(data, actor())
     except ValidationError as exc:
         db.session.rollback()
@@ -149,7 +160,7 @@ def update(endpoint_id: int):
     data, errors = parse_endpoint_form(request.form)
     try:
         if errors:
-            raise ValidationError(errors)
+            raise every_error(data, errors, endpoint)
         update_endpoint(endpoint, data, actor())
     except ValidationError as exc:
         db.session.rollback()
