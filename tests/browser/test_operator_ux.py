@@ -284,3 +284,26 @@ def test_events_missed_while_disabled_are_replayed_to_the_receiver(
     assert ids == ["evt_missed_0", "evt_missed_1", "evt_missed_2"]
     page.goto(page.base + f"/audit?target=endpoint:{created.id}")
     expect(page.locator("#audit-rows").get_by_text("endpoint.replay", exact=True)).to_be_visible()
+
+
+def test_rotation_with_a_chosen_overlap_says_until_when_the_old_secret_signs(page, seeded):
+    page.goto(page.base + f"/webhooks/{seeded['healthy'].id}")
+    # The chart: full width of its card, 24 keyboard-reachable bars linking to their hour.
+    chart = page.locator("svg.chart")
+    card = page.locator("section.card", has=chart).bounding_box()
+    assert chart.bounding_box()["width"] > 0.9 * card["width"]
+    bars = chart.locator("a.bar-link")
+    expect(bars).to_have_count(24)
+    expect(chart.locator("text.tick", has_text=":00")).to_have_count(8)  # every third hour
+    expect(chart.locator(".p95-dot").first).to_be_attached()
+    bars.last.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/deliveries\?.*hour=\d{4}-\d\d-\d\dT\d\d"))
+    expect(page.get_by_text(re.compile(r"^6 deliveries match"))).to_be_visible()
+    page.go_back()
+    page.get_by_label("Old secret keeps signing").select_option("7d")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Rotate").click()
+    expect(page.locator("#secret-value")).to_have_text(re.compile(r"^whsec_"))
+    until = (utcnow() + timedelta(days=7)).strftime("%Y-%m-%d")
+    expect(page.get_by_text(re.compile(f"Previous secret valid until {until}"))).to_be_visible()

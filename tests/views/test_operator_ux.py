@@ -187,3 +187,21 @@ def test_users_page_offers_no_refused_action_on_your_own_row(admin, viewer):
     assert (
         "Disable user" in other and 'hx-confirm="Change the role of viewer@example.com?"' in other
     )
+
+
+def test_rotation_takes_a_chosen_overlap_and_the_page_says_until_when(admin, endpoint):
+    admin.post(f"/webhooks/{endpoint.id}/secret/rotate", {"overlap": "7d"}, htmx=True)
+    db.session.refresh(endpoint)
+    left = endpoint.previous_secret_expires_at - utcnow()
+    assert timedelta(days=6, hours=23) < left <= timedelta(days=7)
+    page = admin.get(f"/webhooks/{endpoint.id}").get_data(as_text=True)
+    until = endpoint.previous_secret_expires_at.strftime("%Y-%m-%d %H:%M:%S")
+    assert f"Previous secret valid until {until} UTC" in page
+    admin.post(f"/webhooks/{endpoint.id}/secret/rotate", {"overlap": "0h"}, htmx=True)
+    db.session.refresh(endpoint)
+    assert endpoint.previous_secret_encrypted is None  # revoked now
+    assert "Previous secret valid until" not in admin.get(f"/webhooks/{endpoint.id}").get_data(
+        as_text=True
+    )
+    bad = admin.post(f"/webhooks/{endpoint.id}/secret/rotate", {"overlap": "1y"}, htmx=True)
+    assert bad.status_code == 400

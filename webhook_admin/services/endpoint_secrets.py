@@ -1,4 +1,5 @@
-"""Endpoint signing secrets: issue, rotate (old one keeps signing for 24 h), decrypt to sign."""
+"""Endpoint signing secrets: issue, rotate (the old one keeps signing for 0 h, 24 h or 7 days),
+decrypt to sign."""
 
 from __future__ import annotations
 
@@ -24,10 +25,19 @@ def issue_secret(endpoint: Endpoint) -> str:
     return secret
 
 
-def rotate_secret(endpoint: Endpoint) -> str:
-    """New secret signs now; the previous keeps signing beside it for 24 h."""
-    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
-    endpoint.previous_secret_expires_at = utcnow() + ROTATION_OVERLAP
+# What an operator may choose: revoke the old secret now, a day (the default), a week.
+ROTATION_OVERLAPS = {"0h": timedelta(0), "24h": ROTATION_OVERLAP, "7d": timedelta(days=7)}
+
+
+def rotate_secret(endpoint: Endpoint, overlap: timedelta = ROTATION_OVERLAP) -> str:
+    """New secret signs now; the previous keeps signing beside it for `overlap` (24 h by
+    default); with no overlap it stops at once."""
+    if overlap > timedelta(0):
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = utcnow() + overlap
+    else:
+        endpoint.previous_secret_encrypted = None
+        endpoint.previous_secret_expires_at = None
     return issue_secret(endpoint)
 
 
@@ -44,17 +54,24 @@ def reveal_secret_audited(endpoint: Endpoint, actor: str, remote_addr: str | Non
     return secret
 
 
-def rotate_secret_audited(endpoint: Endpoint, actor: str, remote_addr: str | None = None) -> str:
-    """Rotate (the previous secret keeps signing for 24 h) and audit; the new one in clear."""
+def rotate_secret_audited(
+    endpoint: Endpoint,
+    actor: str,
+    remote_addr: str | None = None,
+    overlap: timedelta = ROTATION_OVERLAP,
+) -> str:
+    """Rotate (the previous secret keeps signing for `overlap`) and audit; the new one in
+    clear."""
     from .audit import record_audit
 
-    secret = rotate_secret(endpoint)
+    secret = rotate_secret(endpoint, overlap)
+    expires = endpoint.previous_secret_expires_at
     record_audit(
         actor,
         "endpoint.secret_rotate",
         "endpoint",
         endpoint.id,
-        after={"previous_secret_expires_at": endpoint.previous_secret_expires_at.isoformat()},
+        after={"previous_secret_expires_at": expires.isoformat() if expires else None},
         remote_addr=remote_addr,
     )
     return secret

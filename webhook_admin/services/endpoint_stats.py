@@ -13,7 +13,10 @@ from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus
 
 HOURS = 24
-CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 480, 80, 2
+# The SVG's user units (it scales to the card's width): bars in the plot, the y-scale on the
+# left, hour labels below, the p95 scale on the right.
+CHART_WIDTH, CHART_HEIGHT, BAR_GAP = 1200, 200, 3
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 44, 1150, 10, 176
 
 
 @dataclass
@@ -34,6 +37,17 @@ class Bar:
     width: float
     segments: list[tuple[str, float, float]]  # (css class, y, height)
     title: str
+    start: datetime | None = None
+    label: str = ""  # the hour under the bar, every third hour
+
+
+@dataclass
+class Scale:
+    """The chart's axes: y ticks for deliveries (left) and the p95 line (right)."""
+
+    ticks: list[tuple[float, str]]  # (y, label)
+    p95_points: str = ""  # SVG polyline points, hours with attempts only
+    p95_ticks: list[tuple[float, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -42,6 +56,7 @@ class EndpointStats:
     p50_ms: int | None
     p95_ms: int | None
     bars: list[Bar] = field(default_factory=list)
+    scale: Scale | None = None
 
     @property
     def delivered(self) -> int:
@@ -83,11 +98,16 @@ def hourly_outcomes(endpoint_id: int, now: datetime) -> list[HourBucket]:
     return list(buckets.values())
 
 
-def percentiles(endpoint_id: int, since: datetime) -> tuple[int | None, int | None]:
-    """p50 and p95 of attempt durations (attempts that got a response)."""
-    durations = list(
-        db.session.scalars(
-            select(Attempt.duration_ms)
+def _pick(durations: list[int], q: float) -> int:
+    return durations[min(len(durations) - 1, int(q * len(durations)))]
+
+
+def attempt_durations(endpoint_id: int, since: datetime) -> list[tuple[datetime, int]]:
+    """(start, duration) of the attempts that got a response, shortest first."""
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            select(Attempt.started_at, Attempt.duration_ms)
             .where(
                 Attempt.endpoint_id == endpoint_id,
                 Attempt.started_at >= since,
@@ -96,38 +116,81 @@ def percentiles(endpoint_id: int, since: datetime) -> tuple[int | None, int | No
             .order_by(Attempt.duration_ms)
             .limit(100_000)
         )
-    )
+    ]
+
+
+def percentiles(endpoint_id: int, since: datetime) -> tuple[int | None, int | None]:
+    """p50 and p95 of attempt durations (attempts that got a response)."""
+    durations = [d for _, d in attempt_durations(endpoint_id, since)]
     if not durations:
         return None, None
+    return _pick(durations, 0.50), _pick(durations, 0.95)
 
-    def pick(q: float) -> int:
-        return durations[min(len(durations) - 1, int(q * len(durations)))]
 
-    return pick(0.50), pick(0.95)
+def hourly_p95(timed: list[tuple[datetime, int]], hours: list[HourBucket]) -> list[int | None]:
+    """The p95 duration of each hour's attempts (None for an hour without any)."""
+    by_hour: dict[datetime, list[int]] = {h.start: [] for h in hours}
+    for started, duration in timed:  # already sorted by duration
+        key = started.replace(minute=0, second=0, microsecond=0)
+        if key in by_hour:
+            by_hour[key].append(duration)
+    return [_pick(by_hour[h.start], 0.95) if by_hour[h.start] else None for h in hours]
+
+
+def _nice(value: int) -> int:
+    """A round number at or above value for the top of a scale (1, 2, 5 times 10^n)."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if step * factor >= value:
+                return step * factor
+        step *= 10
+
+
+def chart_scale(hours: list[HourBucket], p95s: list[int | None], bars: list[Bar]) -> Scale:
+    height = PLOT_BOTTOM - PLOT_TOP
+    top = _nice(max((h.total for h in hours), default=0) or 1)
+    ticks = [(round(PLOT_BOTTOM - height * v / top, 1), str(v)) for v in (0, top // 2, top)]
+    known = [p for p in p95s if p is not None]
+    if not known:
+        return Scale(ticks)
+    p95_top = _nice(max(known) or 1)
+    points = " ".join(
+        f"{bar.x + bar.width / 2:.1f},{PLOT_BOTTOM - height * p / p95_top:.1f}"
+        for bar, p in zip(bars, p95s, strict=True)
+        if p is not None
+    )
+    p95_ticks = [(round(PLOT_BOTTOM - height * v / p95_top, 1), f"{v} ms") for v in (0, p95_top)]
+    return Scale(ticks, points, p95_ticks)
 
 
 def chart_bars(hours: list[HourBucket]) -> list[Bar]:
-    """Stacked bars (delivered at the bottom, failed on top) scaled to the busiest hour."""
-    peak = max((h.total for h in hours), default=0) or 1
-    width = CHART_WIDTH / len(hours)
+    """Stacked bars (delivered at the bottom, failed on top) scaled to the y-scale's top."""
+    peak = _nice(max((h.total for h in hours), default=0) or 1)
+    plot = PLOT_BOTTOM - PLOT_TOP
+    width = (PLOT_RIGHT - PLOT_LEFT) / len(hours)
     bars = []
     for i, h in enumerate(hours):
-        y = float(CHART_HEIGHT)
+        y = float(PLOT_BOTTOM)
         segments = []
         for css, count in (("bar-ok", h.delivered), ("bar-fail", h.failed), ("bar-other", h.other)):
-            height = CHART_HEIGHT * count / peak
+            height = plot * count / peak
             if height:
                 y -= height
                 segments.append((css, round(y, 1), round(height, 1)))
         title = f"{h.start:%H}:00 UTC: {h.delivered} delivered, {h.failed} failed, {h.other} other"
-        bars.append(
-            Bar(round(i * width + BAR_GAP / 2, 1), round(width - BAR_GAP, 1), segments, title)
-        )
+        x = round(PLOT_LEFT + i * width + BAR_GAP / 2, 1)
+        label = f"{h.start:%H}:00" if i % 3 == 0 else ""
+        bars.append(Bar(x, round(width - BAR_GAP, 1), segments, title, h.start, label))
     return bars
 
 
 def endpoint_stats(endpoint_id: int) -> EndpointStats:
     now = utcnow()
     hours = hourly_outcomes(endpoint_id, now)
-    p50, p95 = percentiles(endpoint_id, now - timedelta(hours=HOURS))
-    return EndpointStats(hours, p50, p95, chart_bars(hours))
+    timed = attempt_durations(endpoint_id, now - timedelta(hours=HOURS))
+    durations = [d for _, d in timed]
+    p50 = _pick(durations, 0.50) if durations else None
+    p95 = _pick(durations, 0.95) if durations else None
+    bars = chart_bars(hours)
+    return EndpointStats(hours, p50, p95, bars, chart_scale(hours, hourly_p95(timed, hours), bars))

@@ -141,7 +141,7 @@ def register_common(app: Flask) -> None:
         when=when,
     )
     app.jinja_env.globals.update(
-        htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES, audit_diff=audit_diff
+        htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES, audit_diff=audit_diff, now=utcnow
     )
 
     @app.errorhandler(CSRFError)

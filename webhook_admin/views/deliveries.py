@@ -65,6 +65,7 @@ def filters_from_args() -> DeliveryFilters:
         status_class=args.get("status_class", ""),
         error_class=args.get("error_class", ""),
         merchant_id=args.get("merchant_id", ""),
+        hour=args.get("hour", ""),
     )
 
 

@@ -11,6 +11,7 @@ from ..queues import enqueue_deliveries
 from ..security_headers import no_store
 from ..services.audit import record_audit
 from ..services.endpoint_secrets import (
+    ROTATION_OVERLAPS,
     decrypt_header_values,
     reveal_secret_audited,
     rotate_secret_audited,
@@ -100,7 +101,10 @@ def reveal(endpoint_id: int):
 @admin_required
 def rotate(endpoint_id: int):
     endpoint = load(endpoint_id)
-    secret = rotate_secret_audited(endpoint, actor(), request.remote_addr)
+    overlap = ROTATION_OVERLAPS.get(request.form.get("overlap", "24h"))
+    if overlap is None:
+        return render_error(400, "Unknown overlap", "Choose 0 h, 24 h or 7 days.")
+    secret = rotate_secret_audited(endpoint, actor(), request.remote_addr, overlap)
     db.session.commit()
     template = "webhooks/_secret.html" if is_htmx() else "webhooks/secret.html"
     return secret_response(template, endpoint=endpoint, secret=secret, rotated=True)
