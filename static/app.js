@@ -60,6 +60,11 @@
       (root.querySelector("form [data-cancel]") ? root.querySelector("form input:not([type=hidden]), form select") : null);
     if (target && root.contains(target)) target.focus();
   });
+  // A result shown at the top of the page is brought into view (the button may be far below).
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "notice" && target.scrollIntoView) target.scrollIntoView({block: "nearest"});
+  });
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape" || !event.target.closest) return;
     var form = event.target.closest("form");

@@ -4,6 +4,7 @@ page for admin and viewer (0 serious or critical violations)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -307,3 +308,22 @@ def test_rotation_with_a_chosen_overlap_says_until_when_the_old_secret_signs(pag
     expect(page.locator("#secret-value")).to_have_text(re.compile(r"^whsec_"))
     until = (utcnow() + timedelta(days=7)).strftime("%Y-%m-%d")
     expect(page.get_by_text(re.compile(f"Previous secret valid until {until}"))).to_be_visible()
+
+
+def test_the_test_panel_sends_a_chosen_type_with_an_edited_payload_and_shows_the_attempt(
+    page, worker, scripted_receiver
+):
+    created = endpoint(scripted_receiver.url, "Warehouse")
+    page.goto(page.base + f"/webhooks/{created.id}")
+    panel = page.locator("#test-panel")
+    panel.get_by_label("Event type").select_option("transaction.approved")
+    editor = panel.get_by_label("Payload data (JSON object)")
+    expect(editor).to_have_value(re.compile(r'"transaction_id": "txn_'))
+    editor.fill('{"amount": 4200, "currency": "EUR"}')
+    panel.get_by_role("button", name="Send test event").click()
+    result = panel.locator("#test-result")
+    expect(result.get_by_text("Succeeded")).to_be_visible(timeout=20_000)
+    expect(result.get_by_text("attempt 1: 200")).to_be_visible()
+    body = json.loads(scripted_receiver.requests[0].body)
+    assert body["type"] == "transaction.approved" and body["data"]["amount"] == 4200
+    shoot(page, "test-panel")

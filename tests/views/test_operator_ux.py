@@ -205,3 +205,26 @@ def test_rotation_takes_a_chosen_overlap_and_the_page_says_until_when(admin, end
     )
     bad = admin.post(f"/webhooks/{endpoint.id}/secret/rotate", {"overlap": "1y"}, htmx=True)
     assert bad.status_code == 400
+
+
+def test_a_test_event_takes_a_subscribed_type_and_an_edited_payload(admin, endpoint):
+    example = admin.get(
+        f"/webhooks/{endpoint.id}/test/example?event_type=transaction.approved", htmx=True
+    ).get_data(as_text=True)
+    assert "txn_" in example  # the catalog's example for that type
+    response = admin.post(
+        f"/webhooks/{endpoint.id}/test",
+        {"event_type": "transaction.approved", "data": '{"amount": 4200}'},
+        htmx=True,
+    )
+    assert response.status_code == 200 and "transaction.approved" in response.get_data(as_text=True)
+    event = db.session.scalar(select(Event).where(Event.source == "test"))
+    assert event.type == "transaction.approved" and event.data == {"amount": 4200}
+
+
+def test_a_test_event_refuses_an_unsubscribed_type_and_bad_json(admin, endpoint):
+    other = {"event_type": "refund.created", "data": "{}"}
+    assert admin.post(f"/webhooks/{endpoint.id}/test", other, htmx=True).status_code == 409
+    bad = admin.post(f"/webhooks/{endpoint.id}/test", {"data": "{nope"}, htmx=True)
+    assert bad.status_code == 422 and "not valid JSON" in bad.get_data(as_text=True)
+    assert db.session.scalar(select(Event).where(Event.source == "test")) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import make_response, render_template, request, url_for
 from flask_login import login_required
 
@@ -19,7 +21,7 @@ from ..services.endpoint_secrets import (
 from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
 from ..services.endpoints import enable_endpoint
 from ..services.queries import DeliveryFilters, deliveries_page
-from ..services.test_events import TestEventRefused, send_test_event
+from ..services.test_events import TestEventRefused, send_test_event, subscribed_types
 from .common import done, is_htmx, render_error
 from .webhooks import bp, load, row_context
 
@@ -35,6 +37,7 @@ def show(endpoint_id: int):
     )
     return render_template(
         "webhooks/show.html",
+        test_types=subscribed_types(endpoint),
         stats=endpoint_stats(endpoint.id),
         chart_width=CHART_WIDTH,
         chart_height=CHART_HEIGHT,
@@ -66,8 +69,15 @@ def enable(endpoint_id: int):
 @admin_required
 def send_test(endpoint_id: int):
     endpoint = load(endpoint_id)
+    data = None
+    if request.form.get("data", "").strip():
+        try:
+            data = json.loads(request.form["data"])
+        except ValueError as exc:
+            message = f"The payload data is not valid JSON: {exc}."
+            return render_error(422, "Test event not sent", message)
     try:
-        delivery_id = send_test_event(endpoint, actor())
+        delivery_id = send_test_event(endpoint, actor(), request.form.get("event_type"), data)
     except TestEventRefused as exc:
         db.session.rollback()
         return render_error(409, "Test event not sent", str(exc).capitalize() + ".")
@@ -79,7 +89,28 @@ def send_test(endpoint_id: int):
         "webhooks/_test_sent.html",
         endpoint=endpoint,
         delivery_id=delivery_id,
+        event_type=request.form.get("event_type") or "webhook.test",
     )
+
+
+@bp.get("/<int:endpoint_id>/test/example")
+@admin_required
+def test_example(endpoint_id: int):
+    """The payload editor again, filled with the chosen type's catalog example."""
+    endpoint = load(endpoint_id)
+    return render_template(
+        "webhooks/_test_data.html", example=test_example_data(endpoint, request.args)
+    )
+
+
+def test_example_data(endpoint, args) -> dict | None:
+    """The catalog example of the chosen subscribed type (None: the default test note)."""
+    chosen = args.get("event_type", "")
+    for event_type in subscribed_types(endpoint):
+        if event_type.name == chosen:
+            example = event_type.example_payload or {}
+            return example.get("data", example) if isinstance(example, dict) else {}
+    return None
 
 
 def secret_response(template: str, **context):
