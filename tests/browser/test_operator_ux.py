@@ -158,6 +158,7 @@ def test_axe_finds_no_serious_violations_on_any_page_for_admin_and_viewer(
         f"/webhooks/{healthy.id}/disable",
         f"/webhooks/{healthy.id}/delete",
         f"/deliveries/bulk-retry?endpoint_id={healthy.id}",
+        f"/webhooks/resend?event_id={first.event_id}",
         "/users",
     ]
     found: dict[str, list[str]] = {}

@@ -32,6 +32,7 @@ MUTATIONS = [
     ("/users/mfa-policy", {"require": "on"}),
     ("/webhooks/{id}/headers/reveal", {}),
     ("/webhooks/{id}/replay", {}),
+    ("/webhooks/resend", {"endpoint_id": "{id}", "event_id": "evt_x"}),
 ]
 
 

@@ -228,3 +228,30 @@ def test_a_test_event_refuses_an_unsubscribed_type_and_bad_json(admin, endpoint)
     bad = admin.post(f"/webhooks/{endpoint.id}/test", {"data": "{nope"}, htmx=True)
     assert bad.status_code == 422 and "not valid JSON" in bad.get_data(as_text=True)
     assert db.session.scalar(select(Event).where(Event.source == "test")) is None
+
+
+def test_any_event_is_resent_to_any_endpoint_from_its_page(admin, endpoint, post_event):
+    other = make_endpoint("http://127.0.0.1:9/other", "Not subscribed")
+    other.event_types = []
+    other.all_category_events = False
+    db.session.commit()
+    post_event("transaction.approved", event_id="evt_resend")
+    page = admin.get("/events/evt_resend").get_data(as_text=True)
+    assert "Resend this event to an endpoint" in page
+    form = admin.get("/webhooks/resend?event_id=evt_resend").get_data(as_text=True)
+    assert f'value="{other.id}"' in form
+    fresh_before = set(get_queue(FRESH).job_ids)
+    response = admin.post("/webhooks/resend", {"endpoint_id": other.id, "event_id": "evt_resend"})
+    assert response.status_code == 303
+    created = db.session.scalar(
+        select(Delivery).where(Delivery.event_id == "evt_resend", Delivery.endpoint_id == other.id)
+    )
+    assert created is not None and created.next_trigger == "manual"
+    assert delivery_id_of(next(iter(set(get_queue(FRESH).job_ids) - fresh_before))) == created.id
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "event.resend"))
+    assert entry.after == {"event_id": "evt_resend", "delivery_id": created.id}
+    # The same pair again is the delivery again, refused while it is still waiting to go.
+    again = admin.post(
+        "/webhooks/resend", {"endpoint_id": other.id, "event_id": "evt_resend"}, htmx=True
+    )
+    assert again.status_code == 409

@@ -92,3 +92,37 @@ def replay_missed(
     db.session.commit()
     log.info("replay done endpoint_id=%s created=%s", endpoint_id, created)
     return created
+
+
+class ResendRefused(ValueError):
+    """The event cannot be sent to that endpoint now; the message says why."""
+
+
+def resend_event(
+    event: Event, endpoint: Endpoint, actor: str, remote_addr: str | None = None
+) -> tuple[int, int]:
+    """Send one event to one endpoint, subscribed or not: its delivery again if it has one
+    (a manual retry), else a new delivery. Returns (delivery id, attempts made) to enqueue
+    after the commit."""
+    from .bulk_retry import RetryRefused, retry_delivery
+
+    existing = db.session.scalar(
+        select(Delivery).where(Delivery.event_id == event.id, Delivery.endpoint_id == endpoint.id)
+    )
+    if existing is not None:
+        try:
+            return existing.id, retry_delivery(existing, actor, remote_addr)
+        except RetryRefused as exc:
+            raise ResendRefused(str(exc)) from None
+    [delivery_id] = create_endpoint_deliveries(endpoint.id, [event.id], Trigger.MANUAL)
+    event.delivery_count = (event.delivery_count or 0) + 1
+    record_audit(
+        actor,
+        "event.resend",
+        "endpoint",
+        endpoint.id,
+        None,
+        {"event_id": event.id, "delivery_id": delivery_id},
+        remote_addr=remote_addr,
+    )
+    return delivery_id, 0

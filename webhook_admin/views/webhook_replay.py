@@ -1,19 +1,23 @@
-"""Disable with a reason (after a confirm), and replay what an endpoint missed."""
+"""Disable with a reason (after a confirm), replay what an endpoint missed, and resend one
+event to any endpoint."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import abort, request, url_for
+from flask import abort, render_template, request, url_for
 from flask_login import login_required
+from sqlalchemy import select
 
 from ..auth import actor, admin_required
 from ..clock import utcnow
 from ..delivery.maintenance_jobs import enqueue_replay
 from ..extensions import db
+from ..models import Endpoint, Event
+from ..queues import enqueue_deliveries
 from ..services.endpoints import disable_endpoint
-from ..services.replay import count_missed, record_replay_request
-from .common import done, render
+from ..services.replay import ResendRefused, count_missed, record_replay_request, resend_event
+from .common import done, render, render_error
 from .webhooks import bp, load, row_context
 
 DEFAULT_REPLAY_WINDOW = timedelta(hours=24)
@@ -91,4 +95,37 @@ def start_replay(endpoint_id: int):
         started=job is not None,
         job_id=job.id if job else None,
         queue_failed=bool(count) and job is None,
+    )
+
+
+@bp.get("/resend")
+@admin_required
+def resend_form():
+    """Pick the endpoint to send one event to (any live endpoint, subscribed or not)."""
+    event = db.session.get(Event, request.args.get("event_id", ""))
+    if event is None:
+        abort(404)
+    endpoints = db.session.scalars(
+        select(Endpoint).where(Endpoint.deleted_at.is_(None)).order_by(Endpoint.id.desc())
+    ).all()
+    return render_template("webhooks/resend.html", event=event, endpoints=endpoints)
+
+
+@bp.post("/resend")
+@admin_required
+def resend():
+    endpoint = load(request.form.get("endpoint_id", 0, type=int))
+    event = db.session.get(Event, request.form.get("event_id", ""))
+    if event is None:
+        abort(404)
+    try:
+        delivery_id, attempts_made = resend_event(event, endpoint, actor(), request.remote_addr)
+    except ResendRefused as exc:
+        db.session.rollback()
+        return render_error(409, "Not sent", str(exc).capitalize() + ".")
+    db.session.commit()
+    enqueue_deliveries([(delivery_id, attempts_made)])
+    return done(
+        f"Event {event.id} queued for {endpoint.url}.",
+        url_for("deliveries.timeline", delivery_id=delivery_id),
     )
