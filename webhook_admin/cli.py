@@ -90,6 +90,32 @@ def catalog_list(as_json: bool) -> None:
     emit(data, as_json, "\n".join(lines))
 
 
+@catalog_cli.command("protect")
+@click.argument("event_type")
+@click.option("--pan-guard/--no-pan-guard", default=None, help="refuse unmarked card numbers")
+@click.option(
+    "--purge-after-delivery/--keep-after-delivery",
+    default=None,
+    help="erase the encrypted card and personal data once every delivery is final",
+)
+@json_option
+def catalog_protect(event_type, pan_guard, purge_after_delivery, as_json) -> None:
+    """Show or set an event type's data protection (docs/security.md#data-protection)."""
+    from .services.data_protection import set_protection
+
+    try:
+        result = set_protection(event_type, pan_guard, purge_after_delivery, CLI_ACTOR)
+    except LookupError as exc:
+        fail(str(exc))
+    db.session.commit()
+    emit(
+        result,
+        as_json,
+        f"{event_type}: PAN guard {'on' if result['pan_guard'] else 'off'}, "
+        f"{'erase' if result['purge_after_delivery'] else 'keep'} after delivery",
+    )
+
+
 @endpoints_cli.command("add")
 @click.argument("url")
 @click.option("--event", "events", multiple=True, help="event type to subscribe to (repeat)")
@@ -205,6 +231,10 @@ def deliveries_retry(delivery_id: int) -> None:
     delivery = db.session.get(Delivery, delivery_id)
     if delivery is None:
         fail(f"no delivery with id {delivery_id}")
+    from .services.data_protection import purged_reason
+
+    if purged_reason(delivery.event_id):
+        fail(purged_reason(delivery.event_id))
     if not request_retry(delivery):
         fail(f"delivery {delivery_id} is {delivery.status}; it cannot be retried now")
     from .services.audit import record_audit
@@ -293,7 +323,34 @@ def secrets_reencrypt() -> None:
         user.totp_secret_encrypted = box.rotate(user.totp_secret_encrypted)
         users += 1
     db.session.commit()
-    click.echo(f"re-encrypted the secrets of {count} endpoints and {users} authenticators")
+    from .services.data_protection import reencrypt_events
+
+    events = reencrypt_events()
+    click.echo(
+        f"re-encrypted the secrets of {count} endpoints and {users} authenticators, "
+        f"and the sensitive values of {events} events"
+    )
+
+
+@events_cli.command("purge-merchant")
+@click.argument("merchant_id")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@json_option
+def events_purge_merchant(merchant_id: str, yes: bool, as_json: bool) -> None:
+    """Erase one merchant's events, deliveries and attempts (a data-erasure request)."""
+    from .services.data_protection import purge_merchant
+
+    if not yes:
+        click.confirm(f"Erase every event of merchant {merchant_id!r} for good?", abort=True)
+    result = purge_merchant(merchant_id, CLI_ACTOR)
+    text = (
+        f"merchant {merchant_id}: {result['events']} events, {result['deliveries']} deliveries "
+        f"and {result['attempts']} attempts erased ({result['cancelled']} waiting deliveries "
+        f"cancelled first)"
+    )
+    if result["left"]:
+        text += f"; {result['left']} events have a delivery in flight: run this again shortly"
+    emit(result, as_json, text)
 
 
 @tokens_cli.command("create")

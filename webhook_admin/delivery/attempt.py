@@ -15,6 +15,7 @@ from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, ErrorClass
 from ..services.delivery_state import Claim, Outcome, claim_deliveries, finish_attempts
+from ..services.sensitive import mask_text
 from ..write_lock import serialized_writes
 from . import retry_policy
 from .envelope import EnvelopeError, OutboundRequest, build_request
@@ -59,10 +60,11 @@ def attempt_row(endpoint_id: int, url: str, claim: Claim, request, result, start
         "duration_ms": result.duration_ms,
         "request_url": url,
         "request_headers": request.recorded_headers(),
-        "request_body": storable_body(request.body, STORED_BODY_LIMIT),
+        "request_body": storable_body(request.recorded_body, STORED_BODY_LIMIT),
         "response_status": result.status_code,
         "response_headers": storable_headers(result.headers) if result.headers else None,
-        "response_body": storable_body(result.body, STORED_BODY_LIMIT)
+        # No schema describes a receiver's answer: card-like numbers and emails are masked.
+        "response_body": mask_text(storable_body(result.body, STORED_BODY_LIMIT))
         if result.body is not None
         else None,
         "error_class": result.error_class,
@@ -79,6 +81,7 @@ class ClaimedWork:
     endpoint: EndpointSnapshot
     body: bytes | None  # None when the envelope cannot be built (`unsendable` says why)
     unsendable: str | None = None
+    recorded_body: bytes | None = None  # the body as the attempt stores it (masked)
 
 
 def claim_committed(delivery_ids: list[int], lease_seconds: float) -> dict[int, Claim]:
@@ -99,7 +102,8 @@ def work_for(claim: Claim, endpoints: EndpointCache, envelopes: EnvelopeCache) -
     try:
         endpoint = endpoints.get(claim.endpoint_id, claim.endpoint_version)
         try:
-            return ClaimedWork(claim, endpoint, envelopes.get(claim))
+            envelope = envelopes.get(claim)
+            return ClaimedWork(claim, endpoint, envelope.body, recorded_body=envelope.recorded)
         except EnvelopeError as exc:
             return ClaimedWork(claim, endpoint, None, unsendable=str(exc))
     finally:
@@ -162,6 +166,7 @@ def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttem
             endpoint.signing_secrets(),
             endpoint.custom_headers,
             int(time.time()),
+            recorded_body=work.recorded_body,
         )
         result = sender.post(endpoint.url, request.body, request.headers, timeout=timeout)
     outcome = decide(settings, claim, result, started_at)

@@ -21,6 +21,12 @@ class OutboundRequest:
     headers: dict[str, str]
     # The endpoint's custom header names (lower case): their values are secrets.
     secret_names: frozenset[str] = field(default=frozenset())
+    # The body as the attempt records it: the event's sensitive values masked.
+    masked_body: bytes | None = field(default=None, repr=False)
+
+    @property
+    def recorded_body(self) -> bytes:
+        return self.body if self.masked_body is None else self.masked_body
 
     def recorded_headers(self) -> dict[str, str]:
         """The headers as stored on the attempt: signatures, credentials and every custom
@@ -66,6 +72,7 @@ def build_request(
     signing_secrets: list[str],
     custom_headers: dict[str, str],
     timestamp: int,
+    recorded_body: bytes | None = None,
 ) -> OutboundRequest:
     """Sign `body` (the event's envelope bytes) for this attempt."""
     headers = {name: str(value) for name, value in (custom_headers or {}).items()}
@@ -80,4 +87,4 @@ def build_request(
         }
     )
     secret_names = frozenset(name.lower() for name in custom_headers or {})
-    return OutboundRequest(body, headers, secret_names)
+    return OutboundRequest(body, headers, secret_names, recorded_body)

@@ -67,7 +67,7 @@ class DeliveryRunner:
             threads=threads,
         )
         self.endpoints = EndpointCache(app.extensions["secret_box"])
-        self.envelopes = EnvelopeCache()
+        self.envelopes = EnvelopeCache(app.extensions["secret_box"])
         # Parked and retried deliveries are claimed one at a time by their threads; claims
         # asked for at the same moment go out in one statement.
         self.claims = ClaimCombiner(lambda ids: claim_committed(ids, self.settings.lease_duration))

@@ -8,8 +8,11 @@ took ~40 % of a worker's CPU per delivery. Both caches are safe to trust:
   value in the same statement, so a stale snapshot is never used, not even for one attempt.
   Health writes (last attempt, failure streak) leave `updated_at` alone, so they do not
   empty every worker's snapshot each second: the claim reads the health fields itself;
-- events never change after ingest, so their envelope bytes (built from the event columns
-  the claim returns) can be kept as they are.
+- events never change after ingest (but for the erasure of their sensitive values, which
+  the claim reports, and which drops the event's envelope), so their envelope bytes (built from the event columns
+  the claim returns) can be kept as they are. An event's sensitive values (encrypted apart,
+  services/sensitive.py) are decrypted once, when its envelope is built; the attempt records
+  the envelope with them masked.
 Secrets (signing secrets and custom header values) stay in this process's memory only, as
 they did while being used to sign and send."""
 
@@ -28,7 +31,8 @@ from ..extensions import db
 from ..models import Endpoint
 from ..secrets_box import SecretBox
 from ..services.delivery_state import Claim
-from .envelope import envelope_bytes
+from ..services.sensitive import ERASED, loads_values, restore
+from .envelope import EnvelopeError, envelope_bytes
 
 endpoints = Endpoint.__table__
 
@@ -120,30 +124,64 @@ class EndpointCache:
         )
 
 
-class EnvelopeCache:
-    """The exact body bytes of recent events (a fan-out sends one event to many endpoints)."""
+class Envelope(NamedTuple):
+    """What is sent (`body`, sensitive values in clear) and what the attempt records
+    (`recorded`: the same envelope with them masked; `body` itself when there are none)."""
 
-    def __init__(self, max_entries: int = 2_000):
+    body: bytes
+    recorded: bytes
+
+
+class EnvelopeCache:
+    """The exact body bytes of recent events (a fan-out sends one event to many endpoints).
+    An event's sensitive values are decrypted once, when its envelope is built."""
+
+    def __init__(self, box: SecretBox | None = None, max_entries: int = 2_000):
+        self._box = box
         self._max = max_entries
         self._lock = threading.Lock()
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, Envelope] = OrderedDict()
 
-    def get(self, claim: Claim) -> bytes:
+    def get(self, claim: Claim) -> Envelope:
         """The envelope of the claimed delivery's event (the claim carries the event)."""
         event_id = claim.event_id
+        if claim.event_sensitive == ERASED:
+            with self._lock:
+                self._items.pop(event_id, None)  # built before the purge: never again
+            raise self._erased(event_id)
         with self._lock:
-            body = self._items.get(event_id)
-            if body is not None:
+            envelope = self._items.get(event_id)
+            if envelope is not None:
                 self._items.move_to_end(event_id)
-                return body
-        body = envelope_bytes(
-            EnvelopeFields(event_id, claim.event_type, claim.event_occurred_at, claim.event_data)
-        )
+                return envelope
+        envelope = self._build(claim)
         with self._lock:
-            self._items[event_id] = body
+            self._items[event_id] = envelope
             if len(self._items) > self._max:
                 self._items.popitem(last=False)
-        return body
+        return envelope
+
+    def _build(self, claim: Claim) -> Envelope:
+        fields = EnvelopeFields(
+            claim.event_id, claim.event_type, claim.event_occurred_at, claim.event_data
+        )
+        recorded = envelope_bytes(fields)
+        if not claim.event_sensitive:
+            return Envelope(recorded, recorded)
+        if self._box is None:
+            raise ValueError("EnvelopeCache needs the secret box to send sensitive values")
+        values = loads_values(self._box.decrypt(claim.event_sensitive))
+        full = fields._replace(data=restore(claim.event_data, values))
+        return Envelope(envelope_bytes(full), recorded)
+
+    @staticmethod
+    def _erased(event_id: str) -> EnvelopeError:
+        """A delivery made after the event's values were erased (a replay): masked values
+        signed as real ones could be booked by the receiver, so it fails at once."""
+        return EnvelopeError(
+            f"event {event_id!r} had its card and personal data erased after delivery; "
+            "it is not sent again"
+        )
 
     def __len__(self) -> int:
         return len(self._items)

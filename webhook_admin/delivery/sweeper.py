@@ -17,6 +17,7 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids, redis_key
+from ..services.data_protection import purge_delivered
 from ..services.delivery_state import due_deliveries
 from ..services.retention import purge_expired
 from .lease_recovery import recover_expired_leases
@@ -87,6 +88,8 @@ class SweeperThread(threading.Thread):
                     lock_ms = max(int(self.interval * 900), 100)
                     if get_redis().set(lock_key(), "1", nx=True, px=lock_ms):
                         sweep_once()
+                        # Types that ask for it: erase sensitive values once delivered.
+                        purge_delivered()
                     # Once an hour across all workers: the lock outlives the interval.
                     if get_redis().set(
                         retention_lock_key(), "1", nx=True, ex=RETENTION_EVERY_SECONDS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..clock import utcnow
@@ -36,6 +36,12 @@ class EventType(db.Model):
     example_payload: Mapped[dict] = mapped_column(JSON, default=dict)
     json_schema: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Refuse an event whose data holds a card-like number outside a field marked `pan`.
+    pan_guard: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Erase the sensitive values once every delivery of an event is final.
+    purge_after_delivery: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     category: Mapped[Category] = relationship(back_populates="event_types")

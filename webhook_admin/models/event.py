@@ -76,6 +76,11 @@ class Event(db.Model):
     body_sha256: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20), default="ingest")
     delivery_count: Mapped[int] = mapped_column(Integer, default=0)
+    # `data` holds the marked sensitive values masked; the values themselves are here, one
+    # MultiFernet token of [[path, value], ...] (services/sensitive.py). NULL: none, or erased
+    # (then sensitive_purged_at says when).
+    sensitive_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sensitive_purged_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="event")
 

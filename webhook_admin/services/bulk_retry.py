@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Trigger
 from .audit import record_audit
+from .data_protection import purged_reason
 from .delivery_state import request_retry
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ def retry_delivery(delivery: Delivery, actor: str, remote_addr: str | None = Non
     """Make one delivery due now (trigger manual) and audit it; returns the attempts made
     before, for the caller to enqueue `(id, attempts)` after its commit."""
     attempts_made = delivery.attempts_count
+    purged = purged_reason(delivery.event_id)
+    if purged:
+        raise RetryRefused(purged)
     if delivery.status not in RETRYABLE or not request_retry(delivery, trigger=Trigger.MANUAL):
         raise RetryRefused(f"delivery {delivery.id} is {delivery.status}; it cannot be retried now")
     record_audit(

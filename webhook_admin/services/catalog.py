@@ -18,11 +18,13 @@ def load_catalog_file() -> dict:
 
 
 def seed_catalog(catalog: dict | None = None) -> dict[str, int]:
-    """Add what the file has and the database lacks; never overwrites admin edits."""
+    """Add what the file has and the database lacks; never overwrites admin edits (a type
+    without a schema gets the file's, with its sensitive-field marks)."""
     catalog = catalog or load_catalog_file()
     added = {"categories": 0, "event_types": 0}
     categories = {c.name: c for c in db.session.scalars(select(Category))}
-    types = set(db.session.scalars(select(EventType.name)))
+    existing = {t.name: t for t in db.session.scalars(select(EventType))}
+    types = set(existing)
     for entry in catalog["categories"]:
         category = categories.get(entry["name"])
         if category is None:
@@ -32,6 +34,9 @@ def seed_catalog(catalog: dict | None = None) -> dict[str, int]:
             added["categories"] += 1
         for item in entry.get("event_types", []):
             if item["name"] in types:
+                known = existing.get(item["name"])
+                if known is not None and known.json_schema is None and item.get("schema"):
+                    known.json_schema = item["schema"]
                 continue
             db.session.add(
                 EventType(

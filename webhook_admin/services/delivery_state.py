@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, insert, literal, or_, select, update
 
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Event, Trigger
+from .sensitive import ERASED
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ class Claim:
     # The event, read by the claim too (what its envelope is built from).
     event_type: str
     event_occurred_at: datetime
-    event_data: dict
+    event_data: dict  # sensitive values masked (services/sensitive.py)
+    event_sensitive: str | None  # those values, encrypted; None when none; ERASED if purged
     endpoint_health: EndpointHealth
 
 
@@ -103,6 +105,13 @@ def _claim(which):
             _event_column(events.c.type),
             _event_column(events.c.occurred_at),
             _event_column(events.c.data),
+            # The token, or ERASED once a purge took it (such an event is never sent again).
+            _event_column(
+                func.coalesce(
+                    events.c.sensitive_encrypted,
+                    case((events.c.sensitive_purged_at.is_not(None), literal(ERASED))),
+                )
+            ),
             *(_endpoint_column(endpoints.c[name]) for name in EndpointHealth._fields),
         )
     )
@@ -403,7 +412,8 @@ def due_deliveries(older_than: datetime, limit: int) -> list[tuple[int, int]]:
 
 def request_retry(delivery: Delivery, trigger: str = Trigger.MANUAL) -> bool:
     """Make a delivery due now for one more attempt (failed, succeeded on purpose, or a
-    retrying one sooner). False if it is in flight or cancelled."""
+    retrying one sooner). False if it is in flight or cancelled, or its event's sensitive
+    values were erased after delivery (services/data_protection.py)."""
     if delivery.status in (DeliveryStatus.IN_FLIGHT, DeliveryStatus.CANCELLED):
         return False
     result = db.session.execute(
@@ -411,6 +421,9 @@ def request_retry(delivery: Delivery, trigger: str = Trigger.MANUAL) -> bool:
         .where(
             Delivery.id == delivery.id,
             Delivery.status.notin_((DeliveryStatus.IN_FLIGHT, DeliveryStatus.CANCELLED)),
+            ~exists().where(
+                events.c.id == Delivery.event_id, events.c.sensitive_purged_at.is_not(None)
+            ),
         )
         .values(
             status=DeliveryStatus.RETRYING,

@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Delivery, Event
-from . import json_limits
+from ..models import Delivery, Event, EventType
+from . import json_limits, sensitive
 from .fanout import TypeAndSubscribers, create_deliveries, type_and_subscribers
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
     connection = db.session.connection()
     try:
         payload, occurred_at, routing = _validated(connection, body)
+        data, sealed = _protected(connection, payload)
     except IngestError:
         # A webhook-id seen before keeps its first answer even if its type was archived
         # since (or another body, invalid this time, came with it: 409).
@@ -156,7 +157,8 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
         {
             "id": event_id,
             "type": payload["type"],
-            "data": payload.get("data", {}),
+            "data": data,
+            "sensitive_encrypted": sealed,
             "merchant_id": payload.get("merchant_id"),
             "occurred_at": occurred_at or now,
             "received_at": now,
@@ -178,6 +180,34 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
         len(delivery_ids),
     )
     return IngestResult(event_id, delivery_ids, created=True)
+
+
+TYPE_PROTECTION = select(EventType.__table__.c.json_schema, EventType.__table__.c.pan_guard).where(
+    EventType.__table__.c.name == bindparam("name")
+)
+
+
+def _protected(connection, payload: dict) -> tuple[dict, str | None]:
+    """`data` as stored (marked values masked) and the marked values sealed (one MultiFernet
+    token), or None when it has none; IngestError when the PAN guard refuses the data."""
+    from flask import current_app
+
+    data = payload.get("data", {})
+    row = connection.execute(TYPE_PROTECTION, {"name": payload["type"]}).first()
+    schema = row.json_schema if row else None
+    if row is None or row.pan_guard:
+        path = sensitive.find_unmarked_pan(schema, data)
+        if path is not None:
+            raise IngestError(
+                f"{path} holds what looks like a card number (13-19 digits passing the Luhn "
+                "check) in a field not marked as a card number; card numbers are refused "
+                'outside fields marked "x-sensitive": "pan"'
+            )
+    masked, values = sensitive.split_sensitive(schema, data)
+    if not values:
+        return data, None
+    box = current_app.extensions["secret_box"]
+    return masked, box.encrypt(sensitive.dumps_values(values))
 
 
 def _validated(connection, body: bytes) -> tuple[dict, datetime | None, TypeAndSubscribers]:
