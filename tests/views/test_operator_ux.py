@@ -255,3 +255,13 @@ def test_any_event_is_resent_to_any_endpoint_from_its_page(admin, endpoint, post
         "/webhooks/resend", {"endpoint_id": other.id, "event_id": "evt_resend"}, htmx=True
     )
     assert again.status_code == 409
+
+
+def test_delivery_rows_show_the_last_attempts_duration(viewer, endpoint):
+    from tests.views.test_deliveries import make_delivery
+
+    delivery = make_delivery(endpoint)  # one attempt of 12 ms
+    html = viewer.get("/deliveries").get_data(as_text=True)
+    assert ">Duration</th>" in html and ">12 ms</td>" in html
+    row = viewer.get(f"/deliveries/{delivery.id}/row", htmx=True).get_data(as_text=True)
+    assert ">12 ms</td>" in row

@@ -45,6 +45,7 @@ class EndpointFilters:
 class Page:
     items: list = field(default_factory=list)
     next_cursor: int | None = None
+    durations: dict = field(default_factory=dict)  # deliveries: id -> last attempt, ms
 
 
 def _filtered_endpoints(filters: EndpointFilters) -> Select:
@@ -264,7 +265,28 @@ def deliveries_page(
         query = query.where(Delivery.id < cursor)
     rows = list(db.session.scalars(query.order_by(Delivery.id.desc()).limit(limit + 1)))
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return Page(rows[:limit], next_cursor)
+    page = Page(rows[:limit], next_cursor)
+    page.durations = last_durations([d.id for d in page.items])
+    return page
+
+
+def last_durations(delivery_ids: list[int]) -> dict[int, int]:
+    """delivery id -> the duration of its latest attempt, in ms: one query for a page."""
+    if not delivery_ids:
+        return {}
+    latest = (
+        select(Attempt.delivery_id, func.max(Attempt.number).label("number"))
+        .where(Attempt.delivery_id.in_(delivery_ids))
+        .group_by(Attempt.delivery_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Attempt.delivery_id, Attempt.duration_ms).join(
+            latest,
+            (Attempt.delivery_id == latest.c.delivery_id) & (Attempt.number == latest.c.number),
+        )
+    ).all()
+    return {delivery_id: duration for delivery_id, duration in rows}
 
 
 def events_page(event_type: str = "", cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:

@@ -30,6 +30,7 @@ from ..services.queries import (
     deliveries_page,
     endpoint_choices,
     event_type_names,
+    last_durations,
 )
 from .common import LIVE_STATUSES, done, is_htmx, render
 from .webhooks import load as load_endpoint
@@ -116,7 +117,10 @@ def row(delivery_id: int):
     status = 200 if delivery.status in LIVE_STATUSES else STOP_POLLING
     show_endpoint = request.args.get("show_endpoint") == "1"
     return render_template(
-        "deliveries/_row.html", delivery=delivery, show_endpoint=show_endpoint
+        "deliveries/_row.html",
+        delivery=delivery,
+        show_endpoint=show_endpoint,
+        durations=last_durations([delivery.id]),
     ), status
 
 
@@ -159,6 +163,7 @@ def retry(delivery_id: int):
             "deliveries/_row.html",
             delivery=load(delivery_id),
             show_endpoint=request.form.get("show_endpoint") == "1",
+            durations=last_durations([delivery_id]),
         )
     return done(
         "Retry queued.",
