@@ -119,6 +119,26 @@
   function init(root) {
     root.querySelectorAll("input[name=all_events]:checked").forEach(syncGroup);
   }
-  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  // A declined confirm on a select (the role change) puts the select back to the saved value;
+  // otherwise the row would show a role the server never set.
+  document.addEventListener("htmx:confirm", function (event) {
+    var question = event.detail.question;
+    var form = event.detail.elt;
+    var select = form && form.querySelector ? form.querySelector("select") : null;
+    if (!question || !select) return;
+    event.preventDefault();
+    if (window.confirm(question)) {
+      event.detail.issueRequest(true);
+      return;
+    }
+    select.querySelectorAll("option").forEach(function (option) { option.selected = option.defaultSelected; });
+  });
+  // A whole page re-shown with errors (no htmx) puts focus on the first field marked invalid.
+  function focusFirstError() {
+    var error = document.querySelector(".field .field-error");
+    var field = error && error.parentNode.querySelector("input:not([type=hidden]), select, textarea");
+    if (field) field.focus();
+  }
+  document.addEventListener("DOMContentLoaded", function () { init(document); focusFirstError(); });
   document.addEventListener("htmx:load", function (event) { init(event.detail.elt); });
 })();

@@ -330,3 +330,41 @@ def test_the_test_panel_sends_a_chosen_type_with_an_edited_payload_and_shows_the
     body = json.loads(scripted_receiver.requests[0].body)
     assert body["type"] == "transaction.approved" and body["data"]["amount"] == 4200
     shoot(page, "test-panel")
+
+
+def test_a_declined_role_change_keeps_the_saved_role_on_screen(browser, live_server, seeded):
+    tab = log_in(browser, live_server, ADMIN_EMAIL)
+    tab.goto(live_server + "/users")
+    role = tab.get_by_label(f"Role of {VIEWER_EMAIL}")
+    tab.once("dialog", lambda dialog: dialog.dismiss())
+    role.select_option("admin")
+    expect(role).to_have_value("viewer")
+    tab.reload()
+    expect(tab.get_by_label(f"Role of {VIEWER_EMAIL}")).to_have_value("viewer")
+    # Accepted, the change is saved and the row shows it.
+    tab.once("dialog", lambda dialog: dialog.accept())
+    tab.get_by_label(f"Role of {VIEWER_EMAIL}").select_option("admin")
+    tab.wait_for_load_state("networkidle")
+    tab.reload()
+    expect(tab.get_by_label(f"Role of {VIEWER_EMAIL}")).to_have_value("admin")
+    assert tab.problems == []
+    tab.context.close()
+
+
+def test_catalog_errors_show_at_the_top_with_focus_on_the_first_bad_field(
+    browser, live_server, seeded
+):
+    tab = log_in(browser, live_server, ADMIN_EMAIL)
+    tab.goto(live_server + "/catalog")
+    tab.locator("#type-name").fill("not a valid name!")
+    tab.locator("#type-example").fill("{not json")
+    tab.get_by_role("button", name="Add event type").click()
+    summary = tab.get_by_role("alert").filter(has_text="Not saved")
+    expect(summary).to_be_visible()
+    errors = tab.locator(".field-error")
+    expect(errors.first).to_be_visible()
+    # In the first screen of the page, right under the summary, not at the end of the catalog.
+    assert errors.first.bounding_box()["y"] < 900
+    assert tab.evaluate("document.activeElement.id") == "type-name"
+    assert tab.problems == []
+    tab.context.close()
