@@ -14,10 +14,10 @@ from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, ErrorClass
-from ..services.delivery_state import Claim, Outcome, claim_deliveries, finish_attempts
 from ..services.sensitive import mask_text
 from ..write_lock import serialized_writes
-from . import retry_policy
+from . import claims, retry_policy
+from .claims import Claim, Outcome, claim_deliveries, finish_attempts
 from .envelope import EnvelopeError, OutboundRequest, build_request
 from .health_writes import RecentSuccessWrites, record_health
 from .http_sender import SendResult
@@ -51,26 +51,26 @@ def decide(settings: Settings, claim: Claim, result, started_at) -> Outcome:
 
 def attempt_row(endpoint_id: int, url: str, claim: Claim, request, result, started_at) -> dict:
     """The attempt as stored: what the receiver sent made storable (storable.py)."""
-    return {
-        "delivery_id": claim.delivery_id,
-        "endpoint_id": endpoint_id,
-        "number": claim.attempt_number,
-        "trigger": claim.trigger,
-        "started_at": started_at,
-        "duration_ms": result.duration_ms,
-        "request_url": url,
-        "request_headers": request.recorded_headers(),
-        "request_body": storable_body(request.recorded_body, STORED_BODY_LIMIT),
-        "response_status": result.status_code,
-        "response_headers": storable_headers(result.headers) if result.headers else None,
+    return claims.attempt_row(
+        delivery_id=claim.delivery_id,
+        endpoint_id=endpoint_id,
+        number=claim.attempt_number,
+        trigger=claim.trigger,
+        started_at=started_at,
+        duration_ms=result.duration_ms,
+        request_url=url,
+        request_headers=request.recorded_headers(),
+        request_body=storable_body(request.recorded_body, STORED_BODY_LIMIT),
+        response_status=result.status_code,
+        response_headers=storable_headers(result.headers) if result.headers else None,
         # No schema describes a receiver's answer: card-like numbers and emails are masked.
-        "response_body": mask_text(storable_body(result.body, STORED_BODY_LIMIT))
+        response_body=mask_text(storable_body(result.body, STORED_BODY_LIMIT))
         if result.body is not None
         else None,
-        "error_class": result.error_class,
-        "error_message": storable_text(result.error_message) if result.error_message else None,
-        "succeeded": result.succeeded,
-    }
+        error_class=result.error_class,
+        error_message=storable_text(result.error_message) if result.error_message else None,
+        succeeded=result.succeeded,
+    )
 
 
 @dataclass(frozen=True)

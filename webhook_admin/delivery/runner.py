@@ -19,7 +19,6 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus, ErrorClass
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
-from ..services.delivery_state import Claim, claim_deliveries
 from ..write_lock import serialized_writes
 from .attempt import (
     AttemptReport,
@@ -31,6 +30,7 @@ from .attempt import (
 )
 from .attempt_writer import AttemptWriter
 from .claim_combiner import ClaimCombiner
+from .claims import Claim, claim_deliveries
 from .endpoint_gate import EndpointGate
 from .health_writes import RecentSuccessWrites
 from .http_sender import Sender

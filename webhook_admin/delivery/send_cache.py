@@ -30,8 +30,8 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import Endpoint
 from ..secrets_box import SecretBox
-from ..services.delivery_state import Claim
 from ..services.sensitive import ERASED, loads_values, restore
+from .claims import Claim
 from .envelope import EnvelopeError, envelope_bytes
 
 endpoints = Endpoint.__table__

@@ -18,8 +18,8 @@ from ..extensions import db
 from ..models import DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids, redis_key
 from ..services.data_protection import purge_delivered
-from ..services.delivery_state import due_deliveries
 from ..services.retention import purge_expired
+from .claims import due_deliveries
 from .lease_recovery import recover_expired_leases
 from .runner import follow_up
 
