@@ -28,6 +28,9 @@ MAINTENANCE = "maintenance"
 QUEUE_KINDS = (FRESH, RETRY, MAINTENANCE)
 RETRY_QUEUE = RETRY  # the kind under its old name (runner.py and the sweeper import it)
 DELIVER_FUNC = "webhook_admin.delivery.jobs.deliver"
+# The maintenance jobs (delivery/maintenance_jobs.py), named, so callers need not import them.
+BULK_RETRY_FUNC = "webhook_admin.delivery.maintenance_jobs.bulk_retry"
+REPLAY_FUNC = "webhook_admin.delivery.maintenance_jobs.replay"
 # A queued job older than this is checked against its queue before it is believed live.
 STALE_QUEUED_SECONDS = 60
 LIVE_JOB_STATES = {
@@ -275,3 +278,30 @@ def _older(enqueued_at: bytes | None, cutoff: datetime) -> bool:
         return True
     when = datetime.fromisoformat(enqueued_at.decode().rstrip("Z"))
     return when.replace(tzinfo=None) < cutoff
+
+
+def enqueue_bulk_retry(scope: dict, actor: str) -> Job | None:
+    """Queue the bulk retry job; None (the caller tells the operator) if Redis is
+    unavailable."""
+    try:
+        return get_queue(MAINTENANCE).enqueue(
+            BULK_RETRY_FUNC, scope, actor, job_timeout=3600, result_ttl=86400, failure_ttl=86400
+        )
+    except RedisError:
+        return None
+
+
+def enqueue_replay(endpoint_id: int, since: str, actor: str) -> Job | None:
+    """Queue the replay job; None if Redis is unavailable."""
+    try:
+        return get_queue(MAINTENANCE).enqueue(
+            REPLAY_FUNC,
+            endpoint_id,
+            since,
+            actor,
+            job_timeout=3600,
+            result_ttl=86400,
+            failure_ttl=86400,
+        )
+    except RedisError:
+        return None

@@ -38,18 +38,17 @@ from urllib3.poolmanager import PoolManager, ProxyManager, proxy_from_url
 from urllib3.util import make_headers, parse_url
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from webhook_admin.delivery.destination import (
+from ..shared.destination import (
     DestinationRejected,
     DnsError,
     check_url,
     resolve_checked,
 )
+from ..shared.headers import TRANSPORT_HEADERS
 
 __all__ = ["SendResult", "Sender"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Headers the sender owns; values given by the caller are dropped.
-_OWNED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 @dataclass
@@ -445,7 +444,7 @@ class Sender:
         merged = {name.lower(): (name, value) for name, value in self._base_headers.items()}
         for name, value in headers.items():
             key = name.lower()
-            if key not in _OWNED_HEADERS:
+            if key not in TRANSPORT_HEADERS:  # ours: a value given by the caller is dropped
                 merged[key] = (name, value)
         merged["host"] = ("Host", destination.host_header)
         return dict(merged.values())

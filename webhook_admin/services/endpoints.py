@@ -11,27 +11,16 @@ from sqlalchemy import select
 
 from ..clock import utcnow
 from ..config import ENDPOINT_TIMEOUT_MAX
-from ..delivery.destination import DestinationRejected, check_url
 from ..extensions import db
 from ..models import DISABLED_MANUAL, Category, Endpoint, EventType
+from ..shared.destination import DestinationRejected, check_url
+from ..shared.headers import RESERVED_HEADERS
 from .audit import record_audit
 from .delivery_state import cancel_waiting_deliveries, held_deliveries
 from .endpoint_secrets import decrypt_header_values, encrypt_header_values, issue_secret
 
 log = logging.getLogger(__name__)
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
-# Ours to set: a custom header may not replace the signature, the id or the framing.
-RESERVED_HEADERS = {
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-}
 MAX_CUSTOM_HEADERS = 20
 
 

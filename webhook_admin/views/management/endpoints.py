@@ -6,10 +6,9 @@ from dataclasses import asdict
 
 from flask import request, url_for
 
-from ...delivery.maintenance_jobs import enqueue_bulk_retry
 from ...extensions import db
 from ...models import Endpoint
-from ...queues import enqueue_deliveries
+from ...queues import enqueue_bulk_retry, enqueue_deliveries
 from ...security_headers import no_store
 from ...services.bulk_retry import RetryScope, count_failed, record_bulk_retry_request
 from ...services.endpoint_secrets import reveal_secret_audited, rotate_secret_audited
