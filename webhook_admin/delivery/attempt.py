@@ -21,7 +21,7 @@ from .claims import Claim, Outcome, claim_deliveries, finish_attempts
 from .envelope import EnvelopeError, OutboundRequest, build_request
 from .health_writes import RecentSuccessWrites, record_health
 from .http_sender import SendResult
-from .send_cache import EndpointCache, EndpointSnapshot, EnvelopeCache
+from .send_cache import EndpointCache, EndpointSendConfig, EnvelopeCache
 from .storable import storable_body, storable_headers, storable_text
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ClaimedWork:
     """A claimed delivery with what sending it needs, read in the claim's transaction."""
 
     claim: Claim
-    endpoint: EndpointSnapshot
+    endpoint: EndpointSendConfig
     body: bytes | None  # None when the envelope cannot be built (`unsendable` says why)
     unsendable: str | None = None
     recorded_body: bytes | None = None  # the body as the attempt stores it (masked)

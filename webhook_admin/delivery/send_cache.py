@@ -59,7 +59,7 @@ class EnvelopeFields(NamedTuple):
 
 
 @dataclass(frozen=True)
-class EndpointSnapshot:
+class EndpointSendConfig:
     """An endpoint as of `version` (its updated_at): what sending to it needs."""
 
     id: int
@@ -89,10 +89,10 @@ class EndpointCache:
         self._box = box
         self._max = max_entries
         self._lock = threading.Lock()
-        self._items: dict[int, EndpointSnapshot] = {}
+        self._items: dict[int, EndpointSendConfig] = {}
         self.reads = 0  # snapshots read from the database (tests count them)
 
-    def get(self, endpoint_id: int, version: datetime) -> EndpointSnapshot:
+    def get(self, endpoint_id: int, version: datetime) -> EndpointSendConfig:
         """The snapshot for this version, read (in the caller's transaction) if not held."""
         with self._lock:
             held = self._items.get(endpoint_id)
@@ -109,10 +109,10 @@ class EndpointCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def _read(self, endpoint_id: int) -> EndpointSnapshot:
+    def _read(self, endpoint_id: int) -> EndpointSendConfig:
         row = db.session.connection().execute(READ_SNAPSHOT, {"endpoint_id": endpoint_id}).one()
         previous = row.previous_secret_encrypted
-        return EndpointSnapshot(
+        return EndpointSendConfig(
             id=row.id,
             version=row.updated_at,
             url=row.url,

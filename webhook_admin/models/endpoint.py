@@ -79,7 +79,3 @@ class Endpoint(db.Model):
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.id} {self.url}>"
-
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None

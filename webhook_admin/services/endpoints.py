@@ -114,7 +114,7 @@ def resolve_input(data: EndpointInput, existing: Endpoint | None = None) -> Reso
     return ResolvedInput(url, category, types, data)
 
 
-def endpoint_snapshot(endpoint: Endpoint) -> dict:
+def endpoint_audit_dict(endpoint: Endpoint) -> dict:
     """The audited view of an endpoint: configuration only, never its secret."""
     return {
         "url": endpoint.url,
@@ -157,7 +157,7 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
     db.session.add(endpoint)
     db.session.flush()
     record_audit(
-        actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_snapshot(endpoint)
+        actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_audit_dict(endpoint)
     )
     log.info("endpoint created endpoint_id=%s", endpoint.id)
     return endpoint, secret
@@ -165,11 +165,11 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
 
 def update_endpoint(endpoint: Endpoint, data: EndpointInput, actor: str) -> Endpoint:
     resolved = resolve_input(data, existing=endpoint)
-    before = endpoint_snapshot(endpoint)
+    before = endpoint_audit_dict(endpoint)
     _apply(endpoint, resolved)
     db.session.flush()
     record_audit(
-        actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_snapshot(endpoint)
+        actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_audit_dict(endpoint)
     )
     return endpoint
 
@@ -211,7 +211,7 @@ def enable_endpoint(endpoint: Endpoint, actor: str) -> list[tuple[int, int]]:
 
 def delete_endpoint(endpoint: Endpoint, actor: str) -> int:
     """Soft delete (history stays readable); waiting deliveries are cancelled. Returns count."""
-    before = endpoint_snapshot(endpoint)
+    before = endpoint_audit_dict(endpoint)
     endpoint.deleted_at = utcnow()
     endpoint.enabled = False
     cancelled = cancel_waiting_deliveries(endpoint.id)
