@@ -102,7 +102,7 @@ def test_configuration_writes_move_the_version_and_health_writes_do_not(
 
     def version():
         db.session.rollback()
-        return db.session.scalar(select(Endpoint.updated_at).where(Endpoint.id == endpoint.id))
+        return db.session.scalar(select(Endpoint.config_version).where(Endpoint.id == endpoint.id))
 
     created = version()
     record_endpoint_result(endpoint.id, utcnow(), 200, None, succeeded=True)

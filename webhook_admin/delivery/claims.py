@@ -41,9 +41,10 @@ class Claim:
     trigger: str
     endpoint_id: int
     event_id: str
-    # The endpoint's configuration version (updated_at), read by the claim itself. Health
-    # writes leave it alone: they would make every worker re-read the endpoint every second.
-    endpoint_version: datetime
+    # The endpoint's configuration version (config_version), read by the claim itself.
+    # Health writes leave it alone: they would make every worker re-read the endpoint every
+    # second.
+    endpoint_version: int
     # The event, read by the claim too (what its envelope is built from).
     event_type: str
     event_occurred_at: datetime
@@ -73,7 +74,7 @@ def _claim(which):
 
     Built once as a Core statement (the hot path: no ORM bulk-update machinery). RETURNING
     hands back what the attempt needs without a second round trip: the endpoint's
-    updated_at (is the worker's cached copy current?), the event's columns, and the
+    config_version (is the worker's cached copy current?), the event's columns, and the
     endpoint's health as of the claim."""
     return (
         update(deliveries)
@@ -100,7 +101,7 @@ def _claim(which):
             deliveries.c.next_trigger,
             deliveries.c.endpoint_id,
             deliveries.c.event_id,
-            _endpoint_column(endpoints.c.updated_at),
+            _endpoint_column(endpoints.c.config_version),
             _event_column(events.c.type),
             _event_column(events.c.occurred_at),
             _event_column(events.c.data),
