@@ -15,6 +15,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from .config import Settings
+from .rq_internals import job_time, read_job_fields
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +245,7 @@ def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
     redis = get_redis()
     with redis.pipeline() as pipe:
         for i, n in deliveries:
-            pipe.hmget(
-                Job.key_for(job_id_for(i, n)), "status", "origin", "enqueued_at", "started_at"
-            )
+            read_job_fields(pipe, job_id_for(i, n))
         rows = pipe.execute()
     live, to_verify = set(), []
     stale_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=STALE_QUEUED_SECONDS)
@@ -276,8 +275,7 @@ def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
 def _older(enqueued_at: bytes | None, cutoff: datetime) -> bool:
     if not enqueued_at:
         return True
-    when = datetime.fromisoformat(enqueued_at.decode().rstrip("Z"))
-    return when.replace(tzinfo=None) < cutoff
+    return job_time(enqueued_at) < cutoff
 
 
 def enqueue_bulk_retry(scope: dict, actor: str) -> Job | None:

@@ -26,17 +26,15 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from datetime import UTC, datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.job import Job, JobStatus
-from rq.utils import utcformat
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..queues import STALE_QUEUED_SECONDS, delivery_id_of, queue_prefix
+from ..rq_internals import mark_started, now_as_job_time
 from .attempt import autocommit_connection, endpoints_of
 from .runner import DeliveryRunner
 
@@ -181,13 +179,9 @@ class FreshDispatcher(threading.Thread):
             raw = [popped[1]] if popped else []
         job_ids = [value.decode() for value in raw]
         if job_ids:
-            started = utcformat(datetime.now(UTC))
+            started = now_as_job_time()
             with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in job_ids:
-                    key = Job.key_for(job_id)
-                    pipe.hset(
-                        key, mapping={"status": JobStatus.STARTED.value, "started_at": started}
-                    )
-                    pipe.expire(key, POPPED_JOB_TTL_SECONDS)
+                    mark_started(pipe, job_id, started, POPPED_JOB_TTL_SECONDS)
                 pipe.execute()
         return job_ids
