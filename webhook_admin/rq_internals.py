@@ -26,16 +26,14 @@ def read_job_fields(pipe, job_id: str) -> None:
     pipe.hmget(Job.key_for(job_id), *JOB_FIELDS)
 
 
-def mark_started(pipe, job_id: str, started: str, ttl_seconds: int) -> None:
-    """Queue on `pipe` what RQ's worker writes when it starts a job (and a TTL, for a hash
-    nobody else will clean up)."""
-    key = Job.key_for(job_id)
-    pipe.hset(key, mapping={"status": JobStatus.STARTED.value, "started_at": started})
-    pipe.expire(key, ttl_seconds)
-
-
-def now_as_job_time() -> str:
-    return utcformat(datetime.now(UTC))
+def mark_started(pipe, job_ids: list[str], ttl_seconds: int) -> None:
+    """Queue on `pipe` what RQ's worker writes when it starts a job, for each of these jobs
+    (and a TTL, for hashes nobody else will clean up)."""
+    started = utcformat(datetime.now(UTC))
+    for job_id in job_ids:
+        key = Job.key_for(job_id)
+        pipe.hset(key, mapping={"status": JobStatus.STARTED.value, "started_at": started})
+        pipe.expire(key, ttl_seconds)
 
 
 def job_time(raw: bytes) -> datetime:

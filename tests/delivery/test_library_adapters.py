@@ -31,11 +31,9 @@ class RecordingDeadline:
 
     def bind(self, conn) -> None:
         self.bound.append(conn)
-        urllib3_pools.attach(conn, self)
 
     def unbind(self, conn) -> None:
         self.unbound.append(conn)
-        urllib3_pools.detach(conn, self)
 
 
 def deadline_pools() -> urllib3.PoolManager:
@@ -49,29 +47,28 @@ def test_urllib3_hands_each_connection_to_the_post_and_takes_it_back_on_its_thre
     watchdog can only shut down the socket of a connection it knows."""
     manager = deadline_pools()
     deadline = RecordingDeadline()
-    urllib3_pools.set_thread_deadline(deadline)
+    urllib3_pools.current.deadline = deadline
     try:
         response = manager.request("POST", receiver.url, body=b"{}", retries=False)
         assert response.status == 200
     finally:
-        urllib3_pools.set_thread_deadline(None)
+        urllib3_pools.current.deadline = None
     pool = manager.connection_from_url(receiver.url)
     assert isinstance(pool, urllib3_pools.DeadlineHTTPPool)  # pool_classes_by_scheme held
     assert len(deadline.bound) == 1, "urllib3 no longer calls _get_conn once per request"
     assert deadline.unbound == deadline.bound, "urllib3 no longer calls _put_conn with it"
-    assert urllib3_pools.deadline_of(deadline.bound[0]) is None
     manager.clear()
 
 
 def test_urllib3_connects_through_our_connection_class(receiver):
     """A deadline that passed during the handshake stops the post in connect()."""
     manager = deadline_pools()
-    urllib3_pools.set_thread_deadline(RecordingDeadline(expired=True))
+    urllib3_pools.current.deadline = RecordingDeadline(expired=True)
     try:
         with pytest.raises(urllib3.exceptions.HTTPError):
             manager.request("POST", receiver.url, body=b"{}", retries=False)
     finally:
-        urllib3_pools.set_thread_deadline(None)
+        urllib3_pools.current.deadline = None
     assert receiver.requests == []  # connect() refused before a byte was sent
     manager.clear()
 
@@ -89,9 +86,8 @@ def test_rq_job_hash_has_the_fields_we_read_and_takes_the_ones_we_write(redis_se
     assert abs(rq_internals.job_time(enqueued_at) - before) < timedelta(seconds=30)
     assert started_at in (None, b"")
 
-    started = rq_internals.now_as_job_time()
     with redis.pipeline() as pipe:
-        rq_internals.mark_started(pipe, job.id, started, 60)
+        rq_internals.mark_started(pipe, [job.id], 60)
         pipe.execute()
     fetched = Job.fetch(job.id, connection=redis)
     assert fetched.get_status() == JobStatus.STARTED  # RQ reads what we wrote as its own

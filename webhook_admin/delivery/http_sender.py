@@ -89,11 +89,9 @@ class _Deadline:
     def bind(self, conn: Any) -> None:
         with self.lock:
             self.conn = conn
-            urllib3_pools.attach(conn, self)
 
     def unbind(self, conn: Any) -> None:
         with self.lock:
-            urllib3_pools.detach(conn, self)
             if self.conn is conn:
                 self.conn = None
 
@@ -115,8 +113,6 @@ class _Deadline:
     def finish(self) -> None:
         with self.lock:
             self.done = True
-            if self.conn is not None:
-                urllib3_pools.detach(self.conn, self)
             self.conn = None
 
 
@@ -454,7 +450,7 @@ class Sender:
         # 3. send under the watchdog.
         post_deadline = _Deadline(deadline)
         self._watchdog.watch(post_deadline)
-        urllib3_pools.set_thread_deadline(post_deadline)
+        urllib3_pools.current.deadline = post_deadline
         response = None
         status_code: int | None = None
         response_headers: dict[str, str] = {}
@@ -491,7 +487,7 @@ class Sender:
             if response is not None:
                 response.close()  # closes a connection whose body was not read to the end
                 response.release_conn()  # ... and returns the connection to its pool
-            urllib3_pools.set_thread_deadline(None)
+            urllib3_pools.current.deadline = None
             post_deadline.finish()
 
         truncated = len(data) > self._max_body

@@ -153,7 +153,12 @@ class DeliveryRunner:
                 without_thread.extend(self._return_unused_reservation(endpoint_id, ticket))
                 continue
             try:
-                self.pool.start_reserved(self._deliver_claimed, claim, ticket)
+                self.pool.start_reserved(
+                    self._deliver_then_drain_parked,
+                    claim.delivery_id,
+                    partial(self._send_and_record, claim, ticket),
+                    True,
+                )
             except RuntimeError:  # shutting down: the lease expires and the sweeper resends
                 self.gate.leave(endpoint_id, ticket)
                 raise
@@ -194,46 +199,32 @@ class DeliveryRunner:
 
         self._deliver_then_drain_parked(delivery_id, attempt, offload_parked)
 
-    def _deliver_claimed(self, claim: Claim, ticket: float) -> None:
-        def attempt() -> tuple[int, list[int]]:
-            try:
-                self._send_and_record(claim)
-            finally:
-                next_ids = self.gate.leave(claim.endpoint_id, ticket)
-            return claim.endpoint_id, next_ids
-
-        self._deliver_then_drain_parked(claim.delivery_id, attempt, True)
-
     def _deliver_then_drain_parked(self, delivery_id: int, attempt, offload_parked: bool) -> None:
         """Run `attempt` (returns the endpoint and its parked deliveries that may go now),
         then those parked deliveries: on free threads when there are any (`offload_parked`),
-        else one after the other on this thread (the pool never lets it wait for one)."""
-        endpoint_id, parked = self._with_thread_bookkeeping(delivery_id, attempt)
-        waiting = deque(parked)
-        while waiting:
-            next_id = waiting.popleft()
+        else one after the other on this thread (the pool never lets it wait for one).
+        Each with the thread's bookkeeping: in-flight name, crash log, session end."""
+        thread = threading.current_thread().name
+        endpoint_id, waiting = None, deque()
+        while True:
+            self.in_flight[thread] = delivery_id
+            try:
+                endpoint_id, parked = attempt()
+                waiting.extend(parked)
+            except Exception:
+                # Not swallowed: the claim's lease expires and the sweeper records the
+                # attempt as interrupted and sends it again. Log it for the operator.
+                log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
+                db.session.rollback()
+            finally:
+                db.session.close()  # ends any transaction, forgets this delivery's objects
+                self.in_flight.pop(thread, None)
+            if not waiting or endpoint_id is None:
+                return
+            delivery_id = waiting.popleft()
             if offload_parked:
                 waiting = deque(self._start_parked_on_free_threads(endpoint_id, waiting))
-            _, more = self._with_thread_bookkeeping(
-                next_id, partial(self._claim_and_send_unless_parked, next_id, endpoint_id)
-            )
-            waiting.extend(more)
-
-    def _with_thread_bookkeeping(self, delivery_id: int, attempt) -> tuple[int | None, list[int]]:
-        """`attempt` with the thread's bookkeeping: in-flight name, crash log, session end."""
-        thread = threading.current_thread().name
-        self.in_flight[thread] = delivery_id
-        try:
-            return attempt()
-        except Exception:
-            # Not swallowed: the claim's lease expires and the sweeper records the attempt
-            # as interrupted and sends it again. Log it for the operator.
-            log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
-            db.session.rollback()
-            return None, []
-        finally:
-            db.session.close()  # ends any transaction, forgets this delivery's objects
-            self.in_flight.pop(thread, None)
+            attempt = partial(self._claim_and_send_unless_parked, delivery_id, endpoint_id)
 
     def _claim_and_send_unless_parked(
         self, delivery_id: int, endpoint_id: int
@@ -246,22 +237,31 @@ class DeliveryRunner:
             return endpoint_id, []
         try:
             claim = self.claims.claim(delivery_id)
-            if claim is not None:
-                self._send_and_record(claim)
-        finally:
-            next_ids = self.gate.leave(endpoint_id, ticket)
-        return endpoint_id, next_ids
+        except BaseException:
+            self.gate.leave(endpoint_id, ticket)
+            raise
+        if claim is None:
+            return endpoint_id, self.gate.leave(endpoint_id, ticket)
+        return self._send_and_record(claim, ticket)
 
-    def _send_and_record(self, claim: Claim) -> None:
-        work = work_for(claim, self.endpoints, self.envelopes)
-        finished = send_claimed(work, self.sender, self.settings)
-        timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
-        self.gate.note_result(claim.endpoint_id, timed_out)
-        if self.writer is not None:
-            self.writer.put(finished)
-        else:
-            for report in record_attempts([finished], self.settings, self.recent_success_writes):
-                self._queue_next_try(report)
+    def _send_and_record(self, claim: Claim, ticket: float) -> tuple[int, list[int]]:
+        """Send a claimed delivery, hand its attempt to be recorded, and leave its endpoint's
+        gate (`ticket`); returns the endpoint and its parked deliveries to run next."""
+        try:
+            work = work_for(claim, self.endpoints, self.envelopes)
+            finished = send_claimed(work, self.sender, self.settings)
+            timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
+            self.gate.note_result(claim.endpoint_id, timed_out)
+            if self.writer is not None:
+                self.writer.put(finished)
+            else:
+                for report in record_attempts(
+                    [finished], self.settings, self.recent_success_writes
+                ):
+                    self._queue_next_try(report)
+        finally:
+            next_ids = self.gate.leave(claim.endpoint_id, ticket)
+        return claim.endpoint_id, next_ids
 
     @staticmethod
     def _queue_next_try(report: AttemptReport) -> None:

@@ -7,7 +7,7 @@ took ~40 % of a worker's CPU per delivery. Both caches are safe to trust:
   the endpoint moves (models/endpoint.py: edits, secret rotation, enable/disable); the claim
   returns the current value in the same statement, so a stale snapshot is never used, not
   even for one attempt. Health writes (last attempt, failure streak) say they leave it
-  alone (models.endpoint.health_only), so they do not empty every worker's snapshot each
+  alone (models.endpoint.HEALTH_ONLY), so they do not empty every worker's snapshot each
   second: the claim reads the health fields itself;
 - events never change after ingest (but for the erasure of their sensitive values, which
   the claim reports, and which drops the event's envelope), so their envelope bytes (built from the event columns

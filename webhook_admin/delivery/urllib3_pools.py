@@ -18,32 +18,19 @@ from typing import Any
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-# The post under way on this thread (its deadline), if any.
-_local = threading.local()
-_ATTRIBUTE = "_webhook_deadline"  # set on a urllib3 connection while a post holds it
+# The deadline of the post under way on this thread (None between posts): the sender sets
+# `current.deadline`, which has `bind(conn)`, `unbind(conn)` and `expired`. A connection is
+# got, connected and put back on the thread that posts (the test checks that too).
+current = threading.local()
+current.deadline = None
 
 
-def set_thread_deadline(deadline: Any | None) -> None:
-    """The deadline of the post this thread is about to make (None once it is done). The
-    deadline has `bind(conn)`, `unbind(conn)` and `expired`."""
-    _local.deadline = deadline
-
-
-def attach(conn: Any, deadline: Any) -> None:
-    setattr(conn, _ATTRIBUTE, deadline)
-
-
-def detach(conn: Any, deadline: Any) -> None:
-    if getattr(conn, _ATTRIBUTE, None) is deadline:
-        setattr(conn, _ATTRIBUTE, None)
-
-
-def deadline_of(conn: Any) -> Any | None:
-    return getattr(conn, _ATTRIBUTE, None)
+def _deadline() -> Any | None:
+    return getattr(current, "deadline", None)
 
 
 def _check_not_expired(conn: Any) -> None:
-    deadline = deadline_of(conn)
+    deadline = _deadline()
     if deadline is not None and deadline.expired:
         conn.close()
         raise TimeoutError("delivery deadline passed while connecting")
@@ -66,13 +53,13 @@ class _DeadlineBinding:
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)  # type: ignore[misc]
-        deadline = getattr(_local, "deadline", None)
+        deadline = _deadline()
         if deadline is not None:
             deadline.bind(conn)
         return conn
 
     def _put_conn(self, conn: Any) -> None:
-        deadline = deadline_of(conn)
+        deadline = _deadline()
         if deadline is not None:
             deadline.unbind(conn)
         super()._put_conn(conn)  # type: ignore[misc]

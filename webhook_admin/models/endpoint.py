@@ -74,7 +74,7 @@ class Endpoint(db.Model):
     # The configuration's version, which workers key their cached copy on
     # (delivery/send_cache.py): every UPDATE of the row moves it, in SQL (two writers never
     # both make the same version), unless the statement says otherwise. Only health writes
-    # do, through `health_only` below: those are not configuration.
+    # do, with HEALTH_ONLY below: those are not configuration.
     config_version: Mapped[int] = mapped_column(
         Integer,
         nullable=False,
@@ -93,12 +93,8 @@ class Endpoint(db.Model):
         return f"<Endpoint {self.id} {self.url}>"
 
 
-def health_only(values: dict) -> dict:
-    """The SET values of an UPDATE that writes an endpoint's health and nothing of its
-    configuration: the configuration's version (and the time an operator last changed it)
-    stay, so no worker re-reads the endpoint for it. Forgetting this costs re-reads, never a
-    stale configuration."""
-    return values | {
-        "config_version": Endpoint.config_version,
-        "updated_at": Endpoint.updated_at,
-    }
+# The SET values that say an UPDATE writes an endpoint's health and nothing of its
+# configuration (services/endpoint_health.py): the configuration's version, and the time an
+# operator last changed it, stay, so no worker re-reads the endpoint for it. Forgetting them
+# costs re-reads, never a stale configuration.
+HEALTH_ONLY = {"config_version": Endpoint.config_version, "updated_at": Endpoint.updated_at}

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from ..clock import utcnow
 from ..extensions import db
 from ..models import DISABLED_AUTO, DISABLED_GONE, AuditEntry, Endpoint
-from ..models.endpoint import health_only
+from ..models.endpoint import HEALTH_ONLY
 
 log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "system"
@@ -49,7 +49,7 @@ def record_endpoint_result(
 ) -> None:
     """Update the endpoint's last attempt and failure streak in one statement.
 
-    Not a configuration change (models.endpoint.health_only): workers keep their cached
+    Not a configuration change (models.endpoint.HEALTH_ONLY): workers keep their cached
     configuration; health is read fresh by every claim instead."""
     values = {
         "last_attempt_at": started_at,
@@ -66,7 +66,7 @@ def record_endpoint_result(
     db.session.execute(
         update(Endpoint)
         .where(Endpoint.id == endpoint_id)
-        .values(**health_only(values))
+        .values(**values, **HEALTH_ONLY)
         .execution_options(synchronize_session=False)
     )
 
