@@ -128,40 +128,37 @@ class DeliveryRunner:
                 admitted.append((delivery_id, endpoint_id, ticket))
         if not admitted:
             return
-        without_thread: list[tuple[int, int]] = []
+        without_thread: list[tuple[int, int]] = []  # parked deliveries a slot freed
         try:
-            self._claim_and_start_on_reserved(connection, admitted, without_thread)
+            try:
+                with serialized_writes():
+                    claims = claim_deliveries(
+                        connection, [d for d, _, _ in admitted], self.settings.lease_duration
+                    )
+            except Exception:
+                for _, endpoint_id, ticket in admitted:
+                    without_thread.extend(self._return_unused_reservation(endpoint_id, ticket))
+                raise
+            for delivery_id, endpoint_id, ticket in admitted:
+                claim = claims.get(delivery_id)
+                if claim is None:  # taken by someone else, not due, or its endpoint disabled
+                    without_thread.extend(self._return_unused_reservation(endpoint_id, ticket))
+                    continue
+                try:
+                    self.pool.start_reserved(
+                        self._deliver_then_drain_parked,
+                        claim.delivery_id,
+                        partial(self._send_and_record, claim, ticket),
+                        True,
+                    )
+                except RuntimeError:  # shutting down: the lease expires, the sweeper resends
+                    self.gate.leave(endpoint_id, ticket)
+                    raise
         finally:
             # Parked deliveries that found no free thread. Waiting for one is safe only now,
             # off the delivery threads and with nothing reserved by this call left.
             for delivery_id, endpoint_id in without_thread:
                 self.submit(delivery_id, endpoint_id)
-
-    def _claim_and_start_on_reserved(self, connection, admitted, without_thread: list) -> None:
-        try:
-            with serialized_writes():
-                claims = claim_deliveries(
-                    connection, [d for d, _, _ in admitted], self.settings.lease_duration
-                )
-        except Exception:
-            for _, endpoint_id, ticket in admitted:
-                without_thread.extend(self._return_unused_reservation(endpoint_id, ticket))
-            raise
-        for delivery_id, endpoint_id, ticket in admitted:
-            claim = claims.get(delivery_id)
-            if claim is None:  # taken by someone else, not due, or its endpoint disabled
-                without_thread.extend(self._return_unused_reservation(endpoint_id, ticket))
-                continue
-            try:
-                self.pool.start_reserved(
-                    self._deliver_then_drain_parked,
-                    claim.delivery_id,
-                    partial(self._send_and_record, claim, ticket),
-                    True,
-                )
-            except RuntimeError:  # shutting down: the lease expires and the sweeper resends
-                self.gate.leave(endpoint_id, ticket)
-                raise
 
     def _return_unused_reservation(self, endpoint_id: int, ticket: float) -> list[tuple[int, int]]:
         """A reserved thread and an endpoint slot that were not used after all. The thread

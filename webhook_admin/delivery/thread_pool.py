@@ -40,7 +40,7 @@ class DeliveryPool:
         return getattr(self._local, "delivery_thread", False)
 
     def _refuse_to_wait_here(self) -> None:
-        if self.on_delivery_thread():
+        if getattr(self._local, "delivery_thread", False):
             raise WaitOnDeliveryThread(
                 "a delivery thread never waits for a free thread (every free one may be "
                 "reserved by the dispatcher, which may be waiting for this one)"

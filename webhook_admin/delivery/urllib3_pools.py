@@ -18,19 +18,19 @@ from typing import Any
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+
 # The deadline of the post under way on this thread (None between posts): the sender sets
 # `current.deadline`, which has `bind(conn)`, `unbind(conn)` and `expired`. A connection is
 # got, connected and put back on the thread that posts (the test checks that too).
-current = threading.local()
-current.deadline = None
+class _Current(threading.local):
+    deadline: Any | None = None  # the class attribute: every thread starts with None
 
 
-def _deadline() -> Any | None:
-    return getattr(current, "deadline", None)
+current = _Current()
 
 
 def _check_not_expired(conn: Any) -> None:
-    deadline = _deadline()
+    deadline = current.deadline
     if deadline is not None and deadline.expired:
         conn.close()
         raise TimeoutError("delivery deadline passed while connecting")
@@ -53,13 +53,13 @@ class _DeadlineBinding:
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)  # type: ignore[misc]
-        deadline = _deadline()
+        deadline = current.deadline
         if deadline is not None:
             deadline.bind(conn)
         return conn
 
     def _put_conn(self, conn: Any) -> None:
-        deadline = _deadline()
+        deadline = current.deadline
         if deadline is not None:
             deadline.unbind(conn)
         super()._put_conn(conn)  # type: ignore[misc]
