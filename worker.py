@@ -36,6 +36,7 @@ from webhook_admin.queues import (
     redis_target,
     use_worker_redis,
 )
+from webhook_admin.rq_internals import request_stop
 
 REDIS_RETRY_SECONDS = 2.0
 
@@ -56,7 +57,7 @@ class DeliveryWorker(SimpleWorker):
         # RQ's handlers were in place went to note_stop only: RQ would never see it and
         # would block on its queues until the next job (found by a flaky SIGTERM test).
         if DeliveryWorker.stop_signalled:
-            self._stop_requested = True
+            request_stop(self)
 
 
 def note_stop(signum, frame) -> None:

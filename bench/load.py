@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 
 from webhook_admin import create_app
-from webhook_admin.delivery.signing import sign
 from webhook_admin.extensions import db
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
+from webhook_admin.shared.signing import sign
 
 from .payload import EVENT_TYPE, PAYLOAD
 from .procs import INGEST_KEY

@@ -21,10 +21,10 @@ from tests.support.receiver import Receiver
 from tests.support.redis_server import RedisServer
 from webhook_admin import clock, create_app
 from webhook_admin.delivery.runner import install_runner
-from webhook_admin.delivery.signing import sign
 from webhook_admin.extensions import db
 from webhook_admin.queues import get_redis
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
+from webhook_admin.shared.signing import sign
 
 INGEST_SECRET = "whsec_" + base64.b64encode(b"i" * 32).decode()
 ENCRYPTION_KEY = Fernet.generate_key().decode()

@@ -15,8 +15,8 @@ from .extensions import db
 from .models import SCOPE_READ, SCOPES, ApiToken, Delivery, DeliveryStatus, Endpoint, User
 from .queues import enqueue_deliveries
 from .services.api_tokens import TokenError, create_token, list_tokens, revoke_token, token_dict
+from .services.bulk_retry import RetryRefused, retry_delivery
 from .services.catalog import list_catalog, seed_catalog
-from .services.delivery_state import request_retry
 from .services.endpoints import (
     EndpointInput,
     ValidationError,
@@ -231,16 +231,10 @@ def deliveries_retry(delivery_id: int) -> None:
     delivery = db.session.get(Delivery, delivery_id)
     if delivery is None:
         fail(f"no delivery with id {delivery_id}")
-    from .services.data_protection import purged_reason
-
-    if purged_reason(delivery.event_id):
-        fail(purged_reason(delivery.event_id))
-    if not request_retry(delivery):
-        fail(f"delivery {delivery_id} is {delivery.status}; it cannot be retried now")
-    from .services.audit import record_audit
-
-    record_audit(CLI_ACTOR, "delivery.retry", "delivery", delivery_id)
-    attempts_made = delivery.attempts_count
+    try:
+        attempts_made = retry_delivery(delivery, CLI_ACTOR)
+    except RetryRefused as exc:
+        fail(str(exc))
     db.session.commit()
     enqueue_deliveries([(delivery_id, attempts_made)])
     click.echo(f"delivery {delivery_id} queued for a manual attempt")
@@ -257,7 +251,7 @@ def events_emit(event_type, data_json, merchant, url, event_id, as_json) -> None
     """POST a signed event to the running app, as SoftPOS would."""
     import requests
 
-    from .delivery.signing import sign
+    from .shared.signing import sign
 
     try:
         data = json.loads(data_json)

@@ -15,6 +15,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from .config import Settings
+from .rq_internals import job_time, read_job_fields
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ MAINTENANCE = "maintenance"
 QUEUE_KINDS = (FRESH, RETRY, MAINTENANCE)
 RETRY_QUEUE = RETRY  # the kind under its old name (runner.py and the sweeper import it)
 DELIVER_FUNC = "webhook_admin.delivery.jobs.deliver"
+# The maintenance jobs (delivery/maintenance_jobs.py), named, so callers need not import them.
+BULK_RETRY_FUNC = "webhook_admin.delivery.maintenance_jobs.bulk_retry"
+REPLAY_FUNC = "webhook_admin.delivery.maintenance_jobs.replay"
 # A queued job older than this is checked against its queue before it is believed live.
 STALE_QUEUED_SECONDS = 60
 LIVE_JOB_STATES = {
@@ -241,9 +245,7 @@ def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
     redis = get_redis()
     with redis.pipeline() as pipe:
         for i, n in deliveries:
-            pipe.hmget(
-                Job.key_for(job_id_for(i, n)), "status", "origin", "enqueued_at", "started_at"
-            )
+            read_job_fields(pipe, job_id_for(i, n))
         rows = pipe.execute()
     live, to_verify = set(), []
     stale_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=STALE_QUEUED_SECONDS)
@@ -273,5 +275,31 @@ def live_job_ids(deliveries: list[tuple[int, int]]) -> set[int]:
 def _older(enqueued_at: bytes | None, cutoff: datetime) -> bool:
     if not enqueued_at:
         return True
-    when = datetime.fromisoformat(enqueued_at.decode().rstrip("Z"))
-    return when.replace(tzinfo=None) < cutoff
+    return job_time(enqueued_at) < cutoff
+
+
+def enqueue_bulk_retry(scope: dict, actor: str) -> Job | None:
+    """Queue the bulk retry job; None (the caller tells the operator) if Redis is
+    unavailable."""
+    try:
+        return get_queue(MAINTENANCE).enqueue(
+            BULK_RETRY_FUNC, scope, actor, job_timeout=3600, result_ttl=86400, failure_ttl=86400
+        )
+    except RedisError:
+        return None
+
+
+def enqueue_replay(endpoint_id: int, since: str, actor: str) -> Job | None:
+    """Queue the replay job; None if Redis is unavailable."""
+    try:
+        return get_queue(MAINTENANCE).enqueue(
+            REPLAY_FUNC,
+            endpoint_id,
+            since,
+            actor,
+            job_timeout=3600,
+            result_ttl=86400,
+            failure_ttl=86400,
+        )
+    except RedisError:
+        return None

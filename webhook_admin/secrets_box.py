@@ -14,10 +14,6 @@ def generate_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def mask_secret(secret: str) -> str:
-    return secret[:6] + "•" * 12 if secret else ""
-
-
 class SecretBox:
     """Encrypts with the newest key, decrypts with any; rotate() re-encrypts under the newest."""
 

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from webhook_admin.delivery.destination import (
+from webhook_admin.shared.destination import (
     MAX_URL_LENGTH,
     DestinationRejected,
     DnsError,

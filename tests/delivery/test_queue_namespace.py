@@ -10,8 +10,7 @@ from sqlalchemy import select
 
 from tests.support.processes import wait_until
 from webhook_admin import create_app
-from webhook_admin.delivery.heartbeat import index_key
-from webhook_admin.delivery.sweeper import last_run_key, lock_key
+from webhook_admin.delivery.sweeper import lock_key
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery
 from webhook_admin.queues import (
@@ -27,6 +26,7 @@ from webhook_admin.queues import (
     queue_prefix,
     redis_key,
 )
+from webhook_admin.worker_presence import index_key, last_run_key
 
 NOT_OURS = "that this database does not have: another deployment's job on a shared Redis?"
 

@@ -16,7 +16,7 @@ from webhook_admin.delivery.runner import DeliveryRunner
 from webhook_admin.extensions import db
 from webhook_admin.models import Endpoint
 from webhook_admin.services.endpoint_health import record_endpoint_result
-from webhook_admin.services.endpoint_secrets import rotate_secret
+from webhook_admin.services.endpoint_secrets import replace_secret
 from webhook_admin.services.endpoints import EndpointInput, update_endpoint
 
 
@@ -29,7 +29,7 @@ def test_a_rotated_secret_signs_the_next_attempt_of_the_same_worker(
     run_queued_jobs(app, runner=runner)
     assert len(runner.endpoints) == 1  # the snapshot is held
 
-    new_secret = rotate_secret(db.session.get(Endpoint, endpoint.id))
+    new_secret = replace_secret(db.session.get(Endpoint, endpoint.id))
     db.session.commit()
     post_event(event_id="evt_after")
     run_queued_jobs(app, runner=runner)
@@ -102,7 +102,7 @@ def test_configuration_writes_move_the_version_and_health_writes_do_not(
 
     def version():
         db.session.rollback()
-        return db.session.scalar(select(Endpoint.updated_at).where(Endpoint.id == endpoint.id))
+        return db.session.scalar(select(Endpoint.config_version).where(Endpoint.id == endpoint.id))
 
     created = version()
     record_endpoint_result(endpoint.id, utcnow(), 200, None, succeeded=True)

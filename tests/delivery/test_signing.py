@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
-from webhook_admin.delivery.signing import SignatureError, sign, sign_with_secrets, verify
+from webhook_admin.shared.signing import SignatureError, sign, sign_with_secrets, verify
 
 REFERENCE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 REFERENCE_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"

@@ -62,6 +62,7 @@ from webhook_admin.delivery.attempt import (
     send_claimed,
     work_for,
 )
+from webhook_admin.delivery.claims import Claim
 from webhook_admin.delivery.health_writes import RecentSuccessWrites
 from webhook_admin.delivery.lease_recovery import recover_expired_leases
 from webhook_admin.delivery.retry_policy import JITTER
@@ -72,7 +73,7 @@ from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from webhook_admin.queues import get_redis
 from webhook_admin.services.catalog import seed_catalog
-from webhook_admin.services.delivery_state import Claim, request_retry
+from webhook_admin.services.delivery_state import request_retry
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint, enable_endpoint
 
 SCHEDULE = (1, 2, 4)

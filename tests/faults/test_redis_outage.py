@@ -12,10 +12,10 @@ from tests.faults.invariants import check_invariants
 from tests.support.processes import wait_until
 from tests.support.receiver import Receiver, Reply
 from tests.support.work import run_queued_jobs
-from webhook_admin.delivery.sweeper import last_run_key
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery
 from webhook_admin.queues import RETRY, get_queue, get_redis
+from webhook_admin.worker_presence import last_run_key
 
 SCHEDULE = "4,1"
 EACH = 250

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from tests.ops.promtext import parse, value
 from tests.support.processes import wait_until
 from tests.support.receiver import Reply
-from webhook_admin.delivery.heartbeat import list_workers, worker_key
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery
 from webhook_admin.queues import get_redis
+from webhook_admin.worker_presence import list_workers, worker_key
 
 
 def test_worker_heartbeat_lists_its_delivery_in_flight_and_leaves_on_sigterm(

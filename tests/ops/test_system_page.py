@@ -6,9 +6,8 @@ import re
 import time
 
 from tests.support.processes import wait_until
-from webhook_admin.delivery.heartbeat import list_workers
-from webhook_admin.delivery.sweeper import last_run_key
 from webhook_admin.queues import get_redis
+from webhook_admin.worker_presence import last_run_key, list_workers
 
 
 def test_system_page_needs_a_login(client):

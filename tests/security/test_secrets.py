@@ -15,7 +15,7 @@ from webhook_admin import clock
 from webhook_admin.extensions import db
 from webhook_admin.models import Endpoint
 from webhook_admin.queues import get_redis
-from webhook_admin.services.endpoint_secrets import rotate_secret
+from webhook_admin.services.endpoint_secrets import replace_secret
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
 
 
@@ -52,7 +52,7 @@ def key_material(secret: str) -> list[str]:
 
 def test_the_database_never_holds_a_signing_secret_in_clear(app, post_event, receiver):
     endpoint, secret = add_endpoint(receiver.url)
-    rotated = rotate_secret(endpoint)
+    rotated = replace_secret(endpoint)
     db.session.commit()
     post_event()
     run_queued_jobs(app)
@@ -102,7 +102,7 @@ def test_attempt_records_mask_the_signature(app, post_event, receiver):
 
 def test_after_rotation_both_secrets_sign_for_24_hours_then_only_the_new(app, post_event, receiver):
     endpoint, old = add_endpoint(receiver.url)
-    new = rotate_secret(db.session.get(Endpoint, endpoint.id))
+    new = replace_secret(db.session.get(Endpoint, endpoint.id))
     db.session.commit()
 
     post_event(event_id="evt_during")
@@ -126,7 +126,7 @@ def test_reencrypt_moves_every_secret_to_the_newest_key(environ, app, cli):
     from cryptography.fernet import Fernet
 
     from webhook_admin import create_app
-    from webhook_admin.services.endpoint_secrets import reveal_secret
+    from webhook_admin.services.endpoint_secrets import decrypt_secret
 
     endpoint, secret = add_endpoint("https://a.example.com/hook")
     newest = Fernet.generate_key().decode()
@@ -138,4 +138,4 @@ def test_reencrypt_moves_every_secret_to_the_newest_key(environ, app, cli):
         assert "re-encrypted the secrets of 1 endpoints" in result.output
     only_newest = create_app(environ | {"WEBHOOK_ENCRYPTION_KEYS": newest})
     with only_newest.app_context():
-        assert reveal_secret(db.session.get(Endpoint, endpoint.id)) == secret
+        assert decrypt_secret(db.session.get(Endpoint, endpoint.id)) == secret

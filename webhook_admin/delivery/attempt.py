@@ -14,14 +14,14 @@ from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, ErrorClass
-from ..services.delivery_state import Claim, Outcome, claim_deliveries, finish_attempts
 from ..services.sensitive import mask_text
 from ..write_lock import serialized_writes
-from . import retry_policy
+from . import claims, retry_policy
+from .claims import Claim, Outcome, claim_deliveries, finish_attempts
 from .envelope import EnvelopeError, OutboundRequest, build_request
 from .health_writes import RecentSuccessWrites, record_health
 from .http_sender import SendResult
-from .send_cache import EndpointCache, EndpointSnapshot, EnvelopeCache
+from .send_cache import EndpointCache, EndpointSendConfig, EnvelopeCache
 from .storable import storable_body, storable_headers, storable_text
 
 log = logging.getLogger(__name__)
@@ -36,49 +36,12 @@ class AttemptReport:
     retry_at: datetime | None = None  # naive UTC, when retrying
 
 
-def decide(settings: Settings, claim: Claim, result, started_at) -> Outcome:
-    """What the receiver's answer (or the error) means for the delivery: retry_policy.decide."""
-    return retry_policy.decide(
-        settings.retry_schedule,
-        claim.attempt_number,
-        started_at,
-        succeeded=result.succeeded,
-        status_code=result.status_code,
-        error_class=result.error_class,
-        retry_after=result.headers.get("retry-after"),
-    )
-
-
-def attempt_row(endpoint_id: int, url: str, claim: Claim, request, result, started_at) -> dict:
-    """The attempt as stored: what the receiver sent made storable (storable.py)."""
-    return {
-        "delivery_id": claim.delivery_id,
-        "endpoint_id": endpoint_id,
-        "number": claim.attempt_number,
-        "trigger": claim.trigger,
-        "started_at": started_at,
-        "duration_ms": result.duration_ms,
-        "request_url": url,
-        "request_headers": request.recorded_headers(),
-        "request_body": storable_body(request.recorded_body, STORED_BODY_LIMIT),
-        "response_status": result.status_code,
-        "response_headers": storable_headers(result.headers) if result.headers else None,
-        # No schema describes a receiver's answer: card-like numbers and emails are masked.
-        "response_body": mask_text(storable_body(result.body, STORED_BODY_LIMIT))
-        if result.body is not None
-        else None,
-        "error_class": result.error_class,
-        "error_message": storable_text(result.error_message) if result.error_message else None,
-        "succeeded": result.succeeded,
-    }
-
-
 @dataclass(frozen=True)
 class ClaimedWork:
     """A claimed delivery with what sending it needs, read in the claim's transaction."""
 
     claim: Claim
-    endpoint: EndpointSnapshot
+    endpoint: EndpointSendConfig
     body: bytes | None  # None when the envelope cannot be built (`unsendable` says why)
     unsendable: str | None = None
     recorded_body: bytes | None = None  # the body as the attempt stores it (masked)
@@ -169,8 +132,37 @@ def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttem
             recorded_body=work.recorded_body,
         )
         result = sender.post(endpoint.url, request.body, request.headers, timeout=timeout)
-    outcome = decide(settings, claim, result, started_at)
-    row = attempt_row(endpoint.id, endpoint.url, claim, request, result, started_at)
+    # What the answer (or the error) means for the delivery: the one decision (retry_policy).
+    outcome = retry_policy.decide(
+        settings.retry_schedule,
+        claim.attempt_number,
+        started_at,
+        succeeded=result.succeeded,
+        status_code=result.status_code,
+        error_class=result.error_class,
+        retry_after=result.headers.get("retry-after"),
+    )
+    # The attempt as stored (claims.attempt_row): what the receiver sent made storable.
+    row = claims.attempt_row(
+        delivery_id=claim.delivery_id,
+        endpoint_id=endpoint.id,
+        number=claim.attempt_number,
+        trigger=claim.trigger,
+        started_at=started_at,
+        duration_ms=result.duration_ms,
+        request_url=endpoint.url,
+        request_headers=request.recorded_headers(),
+        request_body=storable_body(request.recorded_body, STORED_BODY_LIMIT),
+        response_status=result.status_code,
+        response_headers=storable_headers(result.headers) if result.headers else None,
+        # No schema describes a receiver's answer: card-like numbers and emails are masked.
+        response_body=mask_text(storable_body(result.body, STORED_BODY_LIMIT))
+        if result.body is not None
+        else None,
+        error_class=result.error_class,
+        error_message=storable_text(result.error_message) if result.error_message else None,
+        succeeded=result.succeeded,
+    )
     return FinishedAttempt(work, row, outcome, started_at)
 
 

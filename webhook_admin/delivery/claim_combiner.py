@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..services.delivery_state import Claim
+from .claims import Claim
 
 
 class ClaimFailed(Exception):

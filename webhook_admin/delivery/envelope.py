@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass, field
 
 from ..models import Event
-from .signing import sign_with_secrets
+from ..shared.headers import USER_AGENT
+from ..shared.signing import sign_with_secrets
 
-USER_AGENT = "SoftPOS-Webhooks/1.0 (webhook-admin)"
 SIGNATURE_MASK = "v1,•••"
 VALUE_MASK = "•••"
 # Header names whose values must never be stored or shown (they carry credentials).

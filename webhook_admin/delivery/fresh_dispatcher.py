@@ -26,17 +26,15 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from datetime import UTC, datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.job import Job, JobStatus
-from rq.utils import utcformat
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..queues import STALE_QUEUED_SECONDS, delivery_id_of, queue_prefix
+from ..rq_internals import mark_started
 from .attempt import autocommit_connection, endpoints_of
 from .runner import DeliveryRunner
 
@@ -79,7 +77,7 @@ class FreshDispatcher(threading.Thread):
             try:
                 while not self._stop_event.is_set():
                     try:
-                        self._dispatch_until_stopped()
+                        self._dispatch()
                         return
                     except Exception:
                         # A bug here must not stop fresh deliveries for the process's life
@@ -90,36 +88,34 @@ class FreshDispatcher(threading.Thread):
             finally:
                 self._close_connection()
 
-    def _dispatch_until_stopped(self) -> None:
+    def _dispatch(self) -> None:
         pending: deque[tuple[int, int]] = deque()  # (delivery id, endpoint id), popped
         try:
-            self._dispatch(pending)
+            while not self._stop_event.is_set():
+                # Fetch the next batch while half of this one is still to start, so threads
+                # that finish meanwhile find work (waiting for an empty list left a third
+                # idle).
+                if len(pending) <= self.batch // 2 and not self._fetch(pending):
+                    continue
+                if not pending:
+                    continue
+                reserved = self.runner.pool.reserve(len(pending))
+                if self._stop_event.is_set():  # stopping while we waited: claim nothing more
+                    self.runner.pool.unreserve(reserved)
+                    return
+                group = [pending.popleft() for _ in range(reserved)]
+                try:
+                    self.runner.claim_and_start(self._db(), group)
+                except SQLAlchemyError as exc:
+                    self._database_down(len(group), exc)
+                except RuntimeError:  # the runner shut down under us (warm shutdown)
+                    self.left_over.extend(delivery_id for delivery_id, _ in group)
+                    return
         finally:
             # Their job hashes say "started", and the sweeper believes a young started job
             # for STALE_QUEUED_SECONDS: dropped here, they waited a minute after every
             # SIGTERM of a rolling restart (found by tests/deploy/test_migration_roll.py).
             self.left_over.extend(delivery_id for delivery_id, _ in pending)
-
-    def _dispatch(self, pending: deque[tuple[int, int]]) -> None:
-        while not self._stop_event.is_set():
-            # Fetch the next batch while half of this one is still to start, so threads that
-            # finish meanwhile find work (waiting for an empty list left a third idle).
-            if len(pending) <= self.batch // 2 and not self._fetch(pending):
-                continue
-            if not pending:
-                continue
-            reserved = self.runner.reserve(len(pending))
-            if self._stop_event.is_set():  # stopping while we waited: claim nothing more
-                self.runner.unreserve(reserved)
-                return
-            group = [pending.popleft() for _ in range(reserved)]
-            try:
-                self.runner.claim_and_start(self._db(), group)
-            except SQLAlchemyError as exc:
-                self._database_down(len(group), exc)
-            except RuntimeError:  # the runner shut down under us (warm shutdown)
-                self.left_over.extend(delivery_id for delivery_id, _ in group)
-                return
 
     def _fetch(self, pending: deque) -> bool:
         """Pop a batch (waiting only when nothing is pending) and add it with each delivery's
@@ -181,13 +177,7 @@ class FreshDispatcher(threading.Thread):
             raw = [popped[1]] if popped else []
         job_ids = [value.decode() for value in raw]
         if job_ids:
-            started = utcformat(datetime.now(UTC))
             with self.redis.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    key = Job.key_for(job_id)
-                    pipe.hset(
-                        key, mapping={"status": JobStatus.STARTED.value, "started_at": started}
-                    )
-                    pipe.expire(key, POPPED_JOB_TTL_SECONDS)
+                mark_started(pipe, job_ids, POPPED_JOB_TTL_SECONDS)
                 pipe.execute()
         return job_ids

@@ -1,4 +1,5 @@
-"""Worker presence in Redis: each worker process writes who it is and what it is sending.
+"""Worker presence in Redis, the writing side: each worker process writes who it is and what
+it is sending (the reading side, list_workers, is worker_presence.py beside the queues).
 
 A hash per process (`webhook-admin:<queue prefix>:worker:<name>`) with a TTL of three
 intervals, so a worker killed with SIGKILL disappears by itself; an index (sorted set by last
@@ -18,19 +19,10 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
-from ..queues import redis_key
+from ..worker_presence import index_key, worker_key
 
 log = logging.getLogger(__name__)
 TTL_FACTOR = 3
-
-
-def worker_key(name: str) -> str:
-    """The worker's hash (in an app context: it names the app's namespace)."""
-    return redis_key("worker", name)
-
-
-def index_key() -> str:
-    return redis_key("workers")
 
 
 def default_worker_name() -> str:
@@ -108,36 +100,3 @@ class Heartbeat(threading.Thread):
                 pipe.execute()
         except RedisError as exc:  # the TTL removes it anyway
             log.warning("heartbeat not removed worker=%s: %s", self.worker_name, exc)
-
-
-def list_workers(redis: Redis) -> list[dict]:
-    """This app's live workers (their hash has not expired), oldest first."""
-    index = index_key()
-    names = [n.decode() for n in redis.zrange(index, 0, -1)]
-    if not names:
-        return []
-    with redis.pipeline() as pipe:
-        for name in names:
-            pipe.hgetall(worker_key(name))
-        rows = pipe.execute()
-    workers, gone = [], []
-    for name, raw in zip(names, rows, strict=True):
-        if not raw:
-            gone.append(name)
-            continue
-        row = {k.decode(): v.decode() for k, v in raw.items()}
-        workers.append(
-            {
-                "name": name,
-                "host": row.get("host", ""),
-                "pid": int(row.get("pid", 0)),
-                "state": row.get("state", ""),
-                "threads": int(row.get("threads", 0)),
-                "in_flight": json.loads(row.get("in_flight", "[]")),
-                "started_at": float(row.get("started_at", 0)),
-                "last_seen": float(row.get("last_seen", 0)),
-            }
-        )
-    if gone:
-        redis.zrem(index, *gone)
-    return sorted(workers, key=lambda w: w["started_at"])

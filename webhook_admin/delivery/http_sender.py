@@ -32,24 +32,22 @@ from urllib.parse import unquote
 
 import certifi
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager, proxy_from_url
 from urllib3.util import make_headers, parse_url
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from webhook_admin.delivery.destination import (
+from ..shared.destination import (
     DestinationRejected,
     DnsError,
     check_url,
     resolve_checked,
 )
+from ..shared.headers import TRANSPORT_HEADERS
+from . import urllib3_pools
 
 __all__ = ["SendResult", "Sender"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Headers the sender owns; values given by the caller are dropped.
-_OWNED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 @dataclass
@@ -73,11 +71,10 @@ class SendResult:
 
 # --- Deadline enforcement -------------------------------------------------------------------
 
-_local = threading.local()
 
-
-class _Attempt:
-    """One post's deadline, and the connection it is currently using."""
+class _Deadline:
+    """One post's deadline, and the connection it is currently using (the watchdog shuts
+    that connection's socket down when the deadline passes)."""
 
     __slots__ = ("deadline", "lock", "conn", "expired", "interrupted", "done")
 
@@ -85,19 +82,16 @@ class _Attempt:
         self.deadline = deadline
         self.lock = threading.Lock()
         self.conn: Any = None
-        self.expired = False  # the watchdog fired before the attempt finished
+        self.expired = False  # the watchdog fired before the post finished
         self.interrupted = False  # ... and shut a live socket down
         self.done = False
 
     def bind(self, conn: Any) -> None:
         with self.lock:
             self.conn = conn
-            conn._webhook_attempt = self
 
     def unbind(self, conn: Any) -> None:
         with self.lock:
-            if getattr(conn, "_webhook_attempt", None) is self:
-                conn._webhook_attempt = None
             if self.conn is conn:
                 self.conn = None
 
@@ -119,30 +113,28 @@ class _Attempt:
     def finish(self) -> None:
         with self.lock:
             self.done = True
-            if self.conn is not None and getattr(self.conn, "_webhook_attempt", None) is self:
-                self.conn._webhook_attempt = None
             self.conn = None
 
 
 class _Watchdog:
-    """One thread that expires attempts at their deadlines (a heap, not a timer per post)."""
+    """One thread that expires posts at their deadlines (a heap, not a timer per post)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Attempt]] = []
+        self._heap: list[tuple[float, int, _Deadline]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def watch(self, attempt: _Attempt) -> None:
+    def watch(self, deadline: _Deadline) -> None:
         with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="webhook-deadline-watchdog", daemon=True
                 )
                 self._thread.start()
-            heapq.heappush(self._heap, (attempt.deadline, next(self._seq), attempt))
-            if self._heap[0][2] is attempt:
+            heapq.heappush(self._heap, (deadline.deadline, next(self._seq), deadline))
+            if self._heap[0][2] is deadline:
                 self._cond.notify()
 
     def _run(self) -> None:
@@ -158,9 +150,9 @@ class _Watchdog:
                     if wait > 0:
                         self._cond.wait(wait)
                         continue
-                    attempt = heapq.heappop(self._heap)[2]
+                    due = heapq.heappop(self._heap)[2]
                     break
-            attempt.expire()
+            due.expire()
 
     def close(self) -> None:
         with self._cond:
@@ -170,53 +162,6 @@ class _Watchdog:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
-
-
-def _check_not_expired(conn: Any) -> None:
-    attempt = getattr(conn, "_webhook_attempt", None)
-    if attempt is not None and attempt.expired:
-        conn.close()
-        raise TimeoutError("delivery deadline passed while connecting")
-
-
-class _HTTPConnection(HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _check_not_expired(self)
-
-
-class _HTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _check_not_expired(self)
-
-
-class _PoolMixin:
-    """Bind a connection to the running attempt while the attempt holds it."""
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        attempt = getattr(_local, "attempt", None)
-        if attempt is not None:
-            attempt.bind(conn)
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        attempt = getattr(conn, "_webhook_attempt", None)
-        if attempt is not None:
-            attempt.unbind(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _HTTPPool(_PoolMixin, HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(_PoolMixin, HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 # --- destinations and pools ----------------------------------------------------------------
@@ -292,7 +237,7 @@ class _PinnedPools:
     ):
         self._ssl_context = ssl_context
         self._direct = PoolManager(num_pools=num_pools, maxsize=maxsize)
-        self._direct.pool_classes_by_scheme = _POOL_CLASSES
+        urllib3_pools.use_deadline_pools(self._direct)
         self._proxy: ProxyManager | None = None
         if proxy:
             self._proxy = proxy_from_url(
@@ -301,7 +246,7 @@ class _PinnedPools:
                 num_pools=num_pools,
                 maxsize=maxsize,
             )
-            self._proxy.pool_classes_by_scheme = _POOL_CLASSES
+            urllib3_pools.use_deadline_pools(self._proxy)
 
     def pool_and_url(self, destination: _Destination, ip: str) -> tuple[Any, str]:
         ip_literal = f"[{ip}]" if ":" in ip else ip
@@ -445,7 +390,7 @@ class Sender:
         merged = {name.lower(): (name, value) for name, value in self._base_headers.items()}
         for name, value in headers.items():
             key = name.lower()
-            if key not in _OWNED_HEADERS:
+            if key not in TRANSPORT_HEADERS:  # ours: a value given by the caller is dropped
                 merged[key] = (name, value)
         merged["host"] = ("Host", destination.host_header)
         return dict(merged.values())
@@ -503,9 +448,9 @@ class Sender:
         where = f"[{ip}]:{destination.port}" if ":" in ip else f"{ip}:{destination.port}"
 
         # 3. send under the watchdog.
-        attempt = _Attempt(deadline)
-        self._watchdog.watch(attempt)
-        _local.attempt = attempt
+        post_deadline = _Deadline(deadline)
+        self._watchdog.watch(post_deadline)
+        urllib3_pools.current.deadline = post_deadline
         response = None
         status_code: int | None = None
         response_headers: dict[str, str] = {}
@@ -542,8 +487,8 @@ class Sender:
             if response is not None:
                 response.close()  # closes a connection whose body was not read to the end
                 response.release_conn()  # ... and returns the connection to its pool
-            _local.attempt = None
-            attempt.finish()
+            urllib3_pools.current.deadline = None
+            post_deadline.finish()
 
         truncated = len(data) > self._max_body
         data = data[: self._max_body]
@@ -555,7 +500,7 @@ class Sender:
         }
         if header_refused:
             return failure("blocked", "a request header has a line break or control character")
-        if attempt.expired and (error is not None or attempt.interrupted):
+        if post_deadline.expired and (error is not None or post_deadline.interrupted):
             return failure("timeout", f"no complete response within {timeout:g}s", **response_parts)
         if error is not None:
             error_class, message = _classify(error, where)

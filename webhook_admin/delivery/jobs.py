@@ -24,9 +24,3 @@ def deliver(delivery_id: int) -> None:
         runner.submit(delivery_id)
     else:
         runner.run_inline(delivery_id)
-
-
-def sweep() -> dict:
-    from .sweeper import sweep_once
-
-    return sweep_once()

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ..clock import utcnow
 from ..models import ErrorClass
-from ..services.delivery_state import expired_leases, record_interrupted
+from .claims import expired_leases, record_interrupted
 from .retry_policy import decide
 
 

@@ -1,13 +1,9 @@
-"""RQ jobs for background admin work, on the maintenance queue. Thin: parse, call, commit."""
+"""RQ jobs for background admin work, on the maintenance queue (queued by
+queues.enqueue_bulk_retry and queues.enqueue_replay). Thin: parse, call, commit."""
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-from rq.job import Job
-
-from ..queues import MAINTENANCE, RETRY, enqueue_deliveries, get_queue
-
-BULK_RETRY_FUNC = "webhook_admin.delivery.maintenance_jobs.bulk_retry"
+from ..queues import RETRY, enqueue_deliveries
 
 
 def bulk_retry(scope: dict, actor: str) -> int:
@@ -19,19 +15,6 @@ def bulk_retry(scope: dict, actor: str) -> int:
     )
 
 
-def enqueue_bulk_retry(scope: dict, actor: str) -> Job | None:
-    """Queue the job; None (the caller tells the operator) if Redis is unavailable."""
-    try:
-        return get_queue(MAINTENANCE).enqueue(
-            BULK_RETRY_FUNC, scope, actor, job_timeout=3600, result_ttl=86400, failure_ttl=86400
-        )
-    except RedisError:
-        return None
-
-
-REPLAY_FUNC = "webhook_admin.delivery.maintenance_jobs.replay"
-
-
 def replay(endpoint_id: int, since: str, actor: str) -> int:
     """Create and queue the deliveries an endpoint missed (see services.replay)."""
     from datetime import datetime
@@ -41,19 +24,3 @@ def replay(endpoint_id: int, since: str, actor: str) -> int:
     return replay_missed(
         endpoint_id, datetime.fromisoformat(since), actor, lambda ids: enqueue_deliveries(ids)
     )
-
-
-def enqueue_replay(endpoint_id: int, since: str, actor: str) -> Job | None:
-    """Queue the replay job; None if Redis is unavailable."""
-    try:
-        return get_queue(MAINTENANCE).enqueue(
-            REPLAY_FUNC,
-            endpoint_id,
-            since,
-            actor,
-            job_timeout=3600,
-            result_ttl=86400,
-            failure_ttl=86400,
-        )
-    except RedisError:
-        return None

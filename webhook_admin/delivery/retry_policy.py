@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from ..models import DeliveryStatus, ErrorClass
-from ..services.delivery_state import Outcome
+from .claims import Outcome
 
 JITTER = 0.20
 MAX_RETRY_AFTER_SECONDS = 24 * 3600  # a receiver cannot park a delivery for longer than a day

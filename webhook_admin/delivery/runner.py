@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 
@@ -19,7 +18,6 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus, ErrorClass
 from ..queues import RETRY_QUEUE, enqueue_deliveries, schedule_delivery
-from ..services.delivery_state import Claim, claim_deliveries
 from ..write_lock import serialized_writes
 from .attempt import (
     AttemptReport,
@@ -31,10 +29,12 @@ from .attempt import (
 )
 from .attempt_writer import AttemptWriter
 from .claim_combiner import ClaimCombiner
+from .claims import Claim, claim_deliveries
 from .endpoint_gate import EndpointGate
 from .health_writes import RecentSuccessWrites
 from .http_sender import Sender
 from .send_cache import EndpointCache, EnvelopeCache
+from .thread_pool import DeliveryPool
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,21 @@ def make_sender(settings) -> Sender:
 
 
 class DeliveryRunner:
+    """One worker process's deliveries: the thread pool (thread_pool.py), the per-endpoint
+    gate with its parked deliveries (endpoint_gate.py), the caches and the attempt writer.
+
+    Work enters in two ways: `submit` (one delivery id, from an RQ job) and, for a batch the
+    fresh dispatcher took, `reserve` then `claim_and_start`. On a delivery thread, a
+    delivery is claimed, sent and recorded; then the deliveries its endpoint had parked go
+    on free threads, or one after the other on this one (it never waits for a thread)."""
+
     def __init__(self, app: Flask, threads: int):
         self.app = app
         self.settings = app.config["SETTINGS"]
         self.sender = make_sender(self.settings)
-        self._slots = threading.BoundedSemaphore(threads)
         # Each delivery thread keeps one app context (and so one session) for its life:
         # pushing a context and building a session per delivery cost ~10 % of the worker's CPU.
-        self._executor = ThreadPoolExecutor(
-            threads, thread_name_prefix="delivery", initializer=self._enter_app_context
-        )
+        self.pool = DeliveryPool(threads, initializer=self._enter_app_context)
         self.concurrent = threads > 1
         self.gate = EndpointGate(
             self.settings.per_endpoint_concurrency,
@@ -79,34 +84,23 @@ class DeliveryRunner:
         self.writer = None
         if self.concurrent:
             self.writer = AttemptWriter(
-                app, self._follow_up, self.recent_success_writes, capacity=4 * threads
+                app, self._queue_next_try, self.recent_success_writes, capacity=4 * threads
             )
             self.writer.start()
 
     def submit(self, delivery_id: int, endpoint_id: int | None = None) -> None:
         """Hand a delivery to a free thread; blocks while all threads are busy (backpressure).
         The caller passes the endpoint id when it knows it (saves a read)."""
-        self._slots.acquire()
-        self._start_in_slot(delivery_id, endpoint_id)
+        self.pool.start_when_free(self._deliver_by_id, delivery_id, endpoint_id, True)
 
-    def _start_in_slot(self, delivery_id: int, endpoint_id: int | None) -> None:
-        """Start a delivery on a thread whose slot the caller already holds."""
-        try:
-            self._executor.submit(self._run, delivery_id, endpoint_id)
-        except RuntimeError:  # shutting down: the sweeper will pick it up again
-            self._slots.release()
-            raise
-
-    def _start_on_free_threads(self, endpoint_id: int, delivery_ids) -> list[int]:
-        """Start these deliveries on free threads, without waiting for one; returns those
-        left without a thread."""
-        left = []
-        for delivery_id in delivery_ids:
-            if self._slots.acquire(blocking=False):
-                self._start_in_slot(delivery_id, endpoint_id)
-            else:
-                left.append(delivery_id)
-        return left
+    def _start_parked_on_free_threads(self, endpoint_id: int, delivery_ids) -> list[int]:
+        """Start these parked deliveries on free threads, without waiting for one; returns
+        those left without a thread."""
+        return [
+            delivery_id
+            for delivery_id in delivery_ids
+            if not self.pool.start_if_free(self._deliver_by_id, delivery_id, endpoint_id, True)
+        ]
 
     # --- batches: the fresh dispatcher claims many deliveries in one statement -------------
 
@@ -114,15 +108,10 @@ class DeliveryRunner:
         """Wait for a free thread, then take every other free one, up to `most` in all.
         Claims are made only for reserved threads, so no claimed delivery waits (its lease
         runs from the claim)."""
-        self._slots.acquire()
-        taken = 1
-        while taken < most and self._slots.acquire(blocking=False):
-            taken += 1
-        return taken
+        return self.pool.reserve(most)
 
     def unreserve(self, count: int) -> None:
-        for _ in range(count):
-            self._slots.release()
+        self.pool.unreserve(count)
 
     def claim_and_start(self, connection, deliveries: list[tuple[int, int]]) -> None:
         """Claim these (delivery id, endpoint id) in one statement on `connection` and start
@@ -133,52 +122,54 @@ class DeliveryRunner:
             # A delivery queued twice (the sweeper and a retry raced) is claimed once.
             ticket = None if delivery_id in seen else self.gate.enter(endpoint_id, delivery_id)
             if ticket is None:
-                self._slots.release()
+                self.pool.unreserve()
             else:
                 seen.add(delivery_id)
                 admitted.append((delivery_id, endpoint_id, ticket))
         if not admitted:
             return
-        later: list[tuple[int, int]] = []
+        without_thread: list[tuple[int, int]] = []  # parked deliveries a slot freed
         try:
-            self._claim_and_start_admitted(connection, admitted, later)
+            try:
+                with serialized_writes():
+                    claims = claim_deliveries(
+                        connection, [d for d, _, _ in admitted], self.settings.lease_duration
+                    )
+            except Exception:
+                for _, endpoint_id, ticket in admitted:
+                    without_thread.extend(self._return_unused_reservation(endpoint_id, ticket))
+                raise
+            for delivery_id, endpoint_id, ticket in admitted:
+                claim = claims.get(delivery_id)
+                if claim is None:  # taken by someone else, not due, or its endpoint disabled
+                    without_thread.extend(self._return_unused_reservation(endpoint_id, ticket))
+                    continue
+                try:
+                    self.pool.start_reserved(
+                        self._deliver_then_drain_parked,
+                        claim.delivery_id,
+                        partial(self._send_and_record, claim, ticket),
+                        True,
+                    )
+                except RuntimeError:  # shutting down: the lease expires, the sweeper resends
+                    self.gate.leave(endpoint_id, ticket)
+                    raise
         finally:
-            # Parked deliveries that found no thread. Waiting for one is safe only now: no
-            # thread is still reserved by this call, so we cannot be waiting on ourselves.
-            for delivery_id, endpoint_id in later:
+            # Parked deliveries that found no free thread. Waiting for one is safe only now,
+            # off the delivery threads and with nothing reserved by this call left.
+            for delivery_id, endpoint_id in without_thread:
                 self.submit(delivery_id, endpoint_id)
 
-    def _claim_and_start_admitted(self, connection, admitted, later: list) -> None:
-        try:
-            with serialized_writes():
-                claims = claim_deliveries(
-                    connection, [d for d, _, _ in admitted], self.settings.lease_duration
-                )
-        except Exception:
-            for _, endpoint_id, ticket in admitted:
-                later.extend(self._give_back(endpoint_id, ticket))
-            raise
-        for delivery_id, endpoint_id, ticket in admitted:
-            claim = claims.get(delivery_id)
-            if claim is None:  # taken by someone else, not due, or its endpoint disabled
-                later.extend(self._give_back(endpoint_id, ticket))
-                continue
-            try:
-                self._executor.submit(self._run_claimed, claim, ticket)
-            except RuntimeError:  # shutting down: the lease expires and the sweeper resends
-                self._give_back(endpoint_id, ticket)
-                raise
-
-    def _give_back(self, endpoint_id: int, ticket: float) -> list[tuple[int, int]]:
+    def _return_unused_reservation(self, endpoint_id: int, ticket: float) -> list[tuple[int, int]]:
         """A reserved thread and an endpoint slot that were not used after all. The thread
         goes to a parked delivery of the endpoint if the slot freed one; returns the parked
         deliveries that found no free thread, for the caller to start later."""
         parked = deque(self.gate.leave(endpoint_id, ticket))
         if parked:
-            self._start_in_slot(parked.popleft(), endpoint_id)
+            self.pool.start_reserved(self._deliver_by_id, parked.popleft(), endpoint_id, True)
         else:
-            self._slots.release()
-        return [(d, endpoint_id) for d in self._start_on_free_threads(endpoint_id, parked)]
+            self.pool.unreserve()
+        return [(d, endpoint_id) for d in self._start_parked_on_free_threads(endpoint_id, parked)]
 
     # --- on a delivery thread --------------------------------------------------------------
 
@@ -190,99 +181,93 @@ class DeliveryRunner:
         its objects are left alone)."""
         with self.app.app_context():
             try:
-                self._run(delivery_id, endpoint_id, release=False)
+                self._deliver_by_id(delivery_id, endpoint_id, False)
             finally:
                 db.session.remove()
 
-    def _run(self, delivery_id: int, endpoint_id: int | None, release: bool = True) -> None:
+    def _deliver_by_id(
+        self, delivery_id: int, endpoint_id: int | None, offload_parked: bool
+    ) -> None:
         def attempt() -> tuple[int | None, list[int]]:
             known = endpoint_id if endpoint_id is not None else endpoint_of(delivery_id)
             if known is None:
                 return None, []
-            return self._attempt_for_endpoint(delivery_id, known)
+            return self._claim_and_send_unless_parked(delivery_id, known)
 
-        self._on_thread(delivery_id, attempt, release)
+        self._deliver_then_drain_parked(delivery_id, attempt, offload_parked)
 
-    def _run_claimed(self, claim: Claim, ticket: float) -> None:
-        def attempt() -> tuple[int, list[int]]:
-            try:
-                self._send_and_record(claim)
-            finally:
-                next_ids = self.gate.leave(claim.endpoint_id, ticket)
-            return claim.endpoint_id, next_ids
-
-        self._on_thread(claim.delivery_id, attempt)
-
-    def _on_thread(self, delivery_id: int, attempt, release: bool = True) -> None:
+    def _deliver_then_drain_parked(self, delivery_id: int, attempt, offload_parked: bool) -> None:
         """Run `attempt` (returns the endpoint and its parked deliveries that may go now),
-        then those parked deliveries: on free threads when there are any, else one after
-        the other on this thread. A delivery thread never waits for a free thread: every
-        free one may be reserved by the dispatcher, which may be waiting for this one."""
-        try:
-            endpoint_id, parked = self._attempt_on_thread(delivery_id, attempt)
-            waiting = deque(parked)
-            while waiting:
-                next_id = waiting.popleft()
-                if release:
-                    waiting = deque(self._start_on_free_threads(endpoint_id, waiting))
-                _, more = self._attempt_on_thread(
-                    next_id, partial(self._attempt_for_endpoint, next_id, endpoint_id)
-                )
-                waiting.extend(more)
-        finally:
-            if release:
-                self._slots.release()
-
-    def _attempt_on_thread(self, delivery_id: int, attempt) -> tuple[int | None, list[int]]:
-        """`attempt` with the thread's bookkeeping: in-flight name, crash log, session end."""
+        then those parked deliveries: on free threads when there are any (`offload_parked`),
+        else one after the other on this thread (the pool never lets it wait for one).
+        Each with the thread's bookkeeping: in-flight name, crash log, session end."""
         thread = threading.current_thread().name
-        self.in_flight[thread] = delivery_id
-        try:
-            return attempt()
-        except Exception:
-            # Not swallowed: the claim's lease expires and the sweeper records the attempt
-            # as interrupted and sends it again. Log it for the operator.
-            log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
-            db.session.rollback()
-            return None, []
-        finally:
-            db.session.close()  # ends any transaction, forgets this delivery's objects
-            self.in_flight.pop(thread, None)
+        endpoint_id, waiting = None, deque()
+        while True:
+            self.in_flight[thread] = delivery_id
+            try:
+                endpoint_id, parked = attempt()
+                waiting.extend(parked)
+            except Exception:
+                # Not swallowed: the claim's lease expires and the sweeper records the
+                # attempt as interrupted and sends it again. Log it for the operator.
+                log.exception("delivery attempt crashed delivery_id=%s", delivery_id)
+                db.session.rollback()
+            finally:
+                db.session.close()  # ends any transaction, forgets this delivery's objects
+                self.in_flight.pop(thread, None)
+            if not waiting or endpoint_id is None:
+                return
+            delivery_id = waiting.popleft()
+            if offload_parked:
+                waiting = deque(self._start_parked_on_free_threads(endpoint_id, waiting))
+            attempt = partial(self._claim_and_send_unless_parked, delivery_id, endpoint_id)
 
-    def _attempt_for_endpoint(self, delivery_id: int, endpoint_id: int) -> tuple[int, list[int]]:
-        """Attempt unless the endpoint is at its cap (then the delivery is parked, unclaimed);
-        returns the endpoint and its parked deliveries to run next."""
+    def _claim_and_send_unless_parked(
+        self, delivery_id: int, endpoint_id: int
+    ) -> tuple[int, list[int]]:
+        """Claim and send unless the endpoint is at its cap (then the delivery is parked,
+        unclaimed); returns the endpoint and its parked deliveries to run next."""
         ticket = self.gate.enter(endpoint_id, delivery_id)
         if ticket is None:
             db.session.rollback()
             return endpoint_id, []
         try:
             claim = self.claims.claim(delivery_id)
-            if claim is not None:
-                self._send_and_record(claim)
-        finally:
-            next_ids = self.gate.leave(endpoint_id, ticket)
-        return endpoint_id, next_ids
+        except BaseException:
+            self.gate.leave(endpoint_id, ticket)
+            raise
+        if claim is None:
+            return endpoint_id, self.gate.leave(endpoint_id, ticket)
+        return self._send_and_record(claim, ticket)
 
-    def _send_and_record(self, claim: Claim) -> None:
-        work = work_for(claim, self.endpoints, self.envelopes)
-        finished = send_claimed(work, self.sender, self.settings)
-        timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
-        self.gate.note_result(claim.endpoint_id, timed_out)
-        if self.writer is not None:
-            self.writer.put(finished)
-        else:
-            for report in record_attempts([finished], self.settings, self.recent_success_writes):
-                self._follow_up(report)
+    def _send_and_record(self, claim: Claim, ticket: float) -> tuple[int, list[int]]:
+        """Send a claimed delivery, hand its attempt to be recorded, and leave its endpoint's
+        gate (`ticket`); returns the endpoint and its parked deliveries to run next."""
+        try:
+            work = work_for(claim, self.endpoints, self.envelopes)
+            finished = send_claimed(work, self.sender, self.settings)
+            timed_out = finished.row["error_class"] == ErrorClass.TIMEOUT
+            self.gate.note_result(claim.endpoint_id, timed_out)
+            if self.writer is not None:
+                self.writer.put(finished)
+            else:
+                for report in record_attempts(
+                    [finished], self.settings, self.recent_success_writes
+                ):
+                    self._queue_next_try(report)
+        finally:
+            next_ids = self.gate.leave(claim.endpoint_id, ticket)
+        return claim.endpoint_id, next_ids
 
     @staticmethod
-    def _follow_up(report: AttemptReport) -> None:
+    def _queue_next_try(report: AttemptReport) -> None:
         if report.status == DeliveryStatus.RETRYING:
             follow_up(report.delivery_id, report.attempt_number, report.retry_at)
 
     def shutdown(self) -> None:
         """Finish and record every attempt in flight, then stop."""
-        self._executor.shutdown(wait=True)
+        self.pool.shutdown()
         if self.writer is not None:
             self.writer.stop()
         self.sender.close()

@@ -3,11 +3,12 @@ decryption: each endpoint's sending configuration and the envelope bytes of rece
 
 Reading the delivery, its event and its endpoint through the ORM and decrypting the secret
 took ~40 % of a worker's CPU per delivery. Both caches are safe to trust:
-- an endpoint snapshot is keyed by the endpoint's `updated_at`, which every change to its
-  configuration moves (edits, secret rotation, enable/disable); the claim returns the current
-  value in the same statement, so a stale snapshot is never used, not even for one attempt.
-  Health writes (last attempt, failure streak) leave `updated_at` alone, so they do not
-  empty every worker's snapshot each second: the claim reads the health fields itself;
+- an endpoint snapshot is keyed by the endpoint's `config_version`, which every UPDATE of
+  the endpoint moves (models/endpoint.py: edits, secret rotation, enable/disable); the claim
+  returns the current value in the same statement, so a stale snapshot is never used, not
+  even for one attempt. Health writes (last attempt, failure streak) say they leave it
+  alone (models.endpoint.HEALTH_ONLY), so they do not empty every worker's snapshot each
+  second: the claim reads the health fields itself;
 - events never change after ingest (but for the erasure of their sensitive values, which
   the claim reports, and which drops the event's envelope), so their envelope bytes (built from the event columns
   the claim returns) can be kept as they are. An event's sensitive values (encrypted apart,
@@ -30,15 +31,15 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import Endpoint
 from ..secrets_box import SecretBox
-from ..services.delivery_state import Claim
 from ..services.sensitive import ERASED, loads_values, restore
+from .claims import Claim
 from .envelope import EnvelopeError, envelope_bytes
 
 endpoints = Endpoint.__table__
 
 SNAPSHOT_COLUMNS = (
     endpoints.c.id,
-    endpoints.c.updated_at,
+    endpoints.c.config_version,
     endpoints.c.url,
     endpoints.c.timeout_seconds,
     endpoints.c.custom_headers,
@@ -59,11 +60,11 @@ class EnvelopeFields(NamedTuple):
 
 
 @dataclass(frozen=True)
-class EndpointSnapshot:
-    """An endpoint as of `version` (its updated_at): what sending to it needs."""
+class EndpointSendConfig:
+    """An endpoint as of `version` (its config_version): what sending to it needs."""
 
     id: int
-    version: datetime
+    version: int
     url: str
     timeout_seconds: float | None
     custom_headers: dict = field(repr=False)  # values decrypted: secrets too
@@ -89,10 +90,10 @@ class EndpointCache:
         self._box = box
         self._max = max_entries
         self._lock = threading.Lock()
-        self._items: dict[int, EndpointSnapshot] = {}
+        self._items: dict[int, EndpointSendConfig] = {}
         self.reads = 0  # snapshots read from the database (tests count them)
 
-    def get(self, endpoint_id: int, version: datetime) -> EndpointSnapshot:
+    def get(self, endpoint_id: int, version: int) -> EndpointSendConfig:
         """The snapshot for this version, read (in the caller's transaction) if not held."""
         with self._lock:
             held = self._items.get(endpoint_id)
@@ -109,12 +110,12 @@ class EndpointCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def _read(self, endpoint_id: int) -> EndpointSnapshot:
+    def _read(self, endpoint_id: int) -> EndpointSendConfig:
         row = db.session.connection().execute(READ_SNAPSHOT, {"endpoint_id": endpoint_id}).one()
         previous = row.previous_secret_encrypted
-        return EndpointSnapshot(
+        return EndpointSendConfig(
             id=row.id,
-            version=row.updated_at,
+            version=row.config_version,
             url=row.url,
             timeout_seconds=row.timeout_seconds,
             custom_headers={k: self._box.decrypt(v) for k, v in (row.custom_headers or {}).items()},

@@ -18,8 +18,9 @@ from ..extensions import db
 from ..models import DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids, redis_key
 from ..services.data_protection import purge_delivered
-from ..services.delivery_state import due_deliveries
 from ..services.retention import purge_expired
+from ..worker_presence import last_run_key
+from .claims import due_deliveries
 from .lease_recovery import recover_expired_leases
 from .runner import follow_up
 
@@ -37,10 +38,6 @@ def lock_key() -> str:
 
 def retention_lock_key() -> str:
     return redis_key("retention", "lock")
-
-
-def last_run_key() -> str:
-    return redis_key("sweeper", "last-run")
 
 
 def sweep_once() -> dict:

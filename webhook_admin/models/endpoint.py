@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    literal_column,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -70,6 +71,17 @@ class Endpoint(db.Model):
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # The configuration's version, which workers key their cached copy on
+    # (delivery/send_cache.py): every UPDATE of the row moves it, in SQL (two writers never
+    # both make the same version), unless the statement says otherwise. Only health writes
+    # do, with HEALTH_ONLY below: those are not configuration.
+    config_version: Mapped[int] = mapped_column(
+        Integer,
+        nullable=False,
+        default=1,
+        server_default="1",
+        onupdate=literal_column("config_version + 1"),
+    )
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     category: Mapped[Category | None] = relationship()
@@ -80,6 +92,9 @@ class Endpoint(db.Model):
     def __repr__(self) -> str:
         return f"<Endpoint {self.id} {self.url}>"
 
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
+
+# The SET values that say an UPDATE writes an endpoint's health and nothing of its
+# configuration (services/endpoint_health.py): the configuration's version, and the time an
+# operator last changed it, stay, so no worker re-reads the endpoint for it. Forgetting them
+# costs re-reads, never a stale configuration.
+HEALTH_ONLY = {"config_version": Endpoint.config_version, "updated_at": Endpoint.updated_at}

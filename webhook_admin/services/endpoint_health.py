@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from ..clock import utcnow
 from ..extensions import db
 from ..models import DISABLED_AUTO, DISABLED_GONE, AuditEntry, Endpoint
+from ..models.endpoint import HEALTH_ONLY
 
 log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "system"
@@ -48,10 +49,9 @@ def record_endpoint_result(
 ) -> None:
     """Update the endpoint's last attempt and failure streak in one statement.
 
-    `updated_at` stays: it versions the endpoint's configuration, which workers cache (see
-    delivery/send_cache.py); health is read fresh by every claim instead."""
+    Not a configuration change (models.endpoint.HEALTH_ONLY): workers keep their cached
+    configuration; health is read fresh by every claim instead."""
     values = {
-        "updated_at": Endpoint.updated_at,
         "last_attempt_at": started_at,
         "last_attempt_status": status_code,
         "last_attempt_error": error_class,
@@ -66,7 +66,7 @@ def record_endpoint_result(
     db.session.execute(
         update(Endpoint)
         .where(Endpoint.id == endpoint_id)
-        .values(**values)
+        .values(**values, **HEALTH_ONLY)
         .execution_options(synchronize_session=False)
     )
 

@@ -29,8 +29,8 @@ def issue_secret(endpoint: Endpoint) -> str:
 ROTATION_OVERLAPS = {"0h": timedelta(0), "24h": ROTATION_OVERLAP, "7d": timedelta(days=7)}
 
 
-def rotate_secret(endpoint: Endpoint, overlap: timedelta = ROTATION_OVERLAP) -> str:
-    """New secret signs now; the previous keeps signing beside it for `overlap` (24 h by
+def replace_secret(endpoint: Endpoint, overlap: timedelta = ROTATION_OVERLAP) -> str:
+    """Unaudited (rotate_secret is the operator's flow). New secret signs now; the previous keeps signing beside it for `overlap` (24 h by
     default); with no overlap it stops at once."""
     if overlap > timedelta(0):
         endpoint.previous_secret_encrypted = endpoint.secret_encrypted
@@ -41,20 +41,21 @@ def rotate_secret(endpoint: Endpoint, overlap: timedelta = ROTATION_OVERLAP) -> 
     return issue_secret(endpoint)
 
 
-def reveal_secret(endpoint: Endpoint) -> str:
+def decrypt_secret(endpoint: Endpoint) -> str:
+    """The secret in clear, unaudited (reveal_secret is the operator's flow)."""
     return secret_box().decrypt(endpoint.secret_encrypted)
 
 
-def reveal_secret_audited(endpoint: Endpoint, actor: str, remote_addr: str | None = None) -> str:
+def reveal_secret(endpoint: Endpoint, actor: str, remote_addr: str | None = None) -> str:
     """The secret in clear for an admin, with the audit entry that says who saw it."""
     from .audit import record_audit
 
-    secret = reveal_secret(endpoint)
+    secret = decrypt_secret(endpoint)
     record_audit(actor, "endpoint.secret_reveal", "endpoint", endpoint.id, remote_addr=remote_addr)
     return secret
 
 
-def rotate_secret_audited(
+def rotate_secret(
     endpoint: Endpoint,
     actor: str,
     remote_addr: str | None = None,
@@ -64,7 +65,7 @@ def rotate_secret_audited(
     clear."""
     from .audit import record_audit
 
-    secret = rotate_secret(endpoint, overlap)
+    secret = replace_secret(endpoint, overlap)
     expires = endpoint.previous_secret_expires_at
     record_audit(
         actor,
@@ -87,6 +88,22 @@ def decrypt_header_values(stored: dict[str, str] | None, box: SecretBox | None =
     """The values in clear, for the worker to send and an admin's audited reveal."""
     box = box or secret_box()
     return {name: box.decrypt(token) for name, token in (stored or {}).items()}
+
+
+def reveal_header_values(endpoint: Endpoint, actor: str, remote_addr: str | None = None) -> dict:
+    """Custom header values in clear for an admin, with the audit entry (names only)."""
+    from .audit import record_audit
+
+    values = decrypt_header_values(endpoint.custom_headers)
+    record_audit(
+        actor,
+        "endpoint.headers_reveal",
+        "endpoint",
+        endpoint.id,
+        after={"headers": sorted(values)},
+        remote_addr=remote_addr,
+    )
+    return values
 
 
 def reencrypt_header_values(stored: dict[str, str] | None) -> dict[str, str]:

@@ -11,27 +11,16 @@ from sqlalchemy import select
 
 from ..clock import utcnow
 from ..config import ENDPOINT_TIMEOUT_MAX
-from ..delivery.destination import DestinationRejected, check_url
 from ..extensions import db
 from ..models import DISABLED_MANUAL, Category, Endpoint, EventType
+from ..shared.destination import DestinationRejected, check_url
+from ..shared.headers import RESERVED_HEADERS
 from .audit import record_audit
 from .delivery_state import cancel_waiting_deliveries, held_deliveries
 from .endpoint_secrets import decrypt_header_values, encrypt_header_values, issue_secret
 
 log = logging.getLogger(__name__)
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
-# Ours to set: a custom header may not replace the signature, the id or the framing.
-RESERVED_HEADERS = {
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-}
 MAX_CUSTOM_HEADERS = 20
 
 
@@ -125,7 +114,7 @@ def resolve_input(data: EndpointInput, existing: Endpoint | None = None) -> Reso
     return ResolvedInput(url, category, types, data)
 
 
-def endpoint_snapshot(endpoint: Endpoint) -> dict:
+def endpoint_audit_dict(endpoint: Endpoint) -> dict:
     """The audited view of an endpoint: configuration only, never its secret."""
     return {
         "url": endpoint.url,
@@ -168,7 +157,7 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
     db.session.add(endpoint)
     db.session.flush()
     record_audit(
-        actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_snapshot(endpoint)
+        actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_audit_dict(endpoint)
     )
     log.info("endpoint created endpoint_id=%s", endpoint.id)
     return endpoint, secret
@@ -176,11 +165,11 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
 
 def update_endpoint(endpoint: Endpoint, data: EndpointInput, actor: str) -> Endpoint:
     resolved = resolve_input(data, existing=endpoint)
-    before = endpoint_snapshot(endpoint)
+    before = endpoint_audit_dict(endpoint)
     _apply(endpoint, resolved)
     db.session.flush()
     record_audit(
-        actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_snapshot(endpoint)
+        actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_audit_dict(endpoint)
     )
     return endpoint
 
@@ -222,7 +211,7 @@ def enable_endpoint(endpoint: Endpoint, actor: str) -> list[tuple[int, int]]:
 
 def delete_endpoint(endpoint: Endpoint, actor: str) -> int:
     """Soft delete (history stays readable); waiting deliveries are cancelled. Returns count."""
-    before = endpoint_snapshot(endpoint)
+    before = endpoint_audit_dict(endpoint)
     endpoint.deleted_at = utcnow()
     endpoint.enabled = False
     cancelled = cancel_waiting_deliveries(endpoint.id)

@@ -21,11 +21,10 @@ from sqlalchemy import case, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..clock import utcnow
-from ..delivery.heartbeat import list_workers
-from ..delivery.sweeper import last_run_key
 from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass
 from ..queues import QUEUE_KINDS, RETRY, get_redis, queue_name
+from ..worker_presence import last_run_key, list_workers
 from .delivery_state import live_endpoint_ids
 
 log = logging.getLogger(__name__)

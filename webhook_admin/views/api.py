@@ -8,10 +8,10 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import OperationalError
 
-from ..delivery.signing import SignatureError, verify
 from ..extensions import csrf, db
 from ..queues import enqueue_deliveries
 from ..services.ingest import IngestError, ingest_event
+from ..shared.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

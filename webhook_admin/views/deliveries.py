@@ -9,10 +9,9 @@ from flask_login import login_required
 
 from ..auth import actor, admin_required
 from ..clock import utcnow
-from ..delivery.maintenance_jobs import enqueue_bulk_retry
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, ErrorClass
-from ..queues import enqueue_deliveries
+from ..queues import enqueue_bulk_retry, enqueue_deliveries
 from ..services.bulk_retry import (
     RetryRefused,
     RetryScope,

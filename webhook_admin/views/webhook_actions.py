@@ -11,17 +11,16 @@ from ..auth import actor, admin_required
 from ..extensions import db
 from ..queues import enqueue_deliveries
 from ..security_headers import no_store
-from ..services.audit import record_audit
 from ..services.endpoint_secrets import (
     ROTATION_OVERLAPS,
-    decrypt_header_values,
-    reveal_secret_audited,
-    rotate_secret_audited,
+    reveal_header_values,
+    reveal_secret,
+    rotate_secret,
 )
 from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
+from ..services.endpoint_test_event import TestEventRefused, send_test_event, subscribed_types
 from ..services.endpoints import enable_endpoint
 from ..services.queries import DeliveryFilters, deliveries_page
-from ..services.test_events import TestEventRefused, send_test_event, subscribed_types
 from .common import done, is_htmx, render_error
 from .webhooks import bp, load, row_context
 
@@ -122,7 +121,7 @@ def secret_response(template: str, **context):
 @admin_required
 def reveal(endpoint_id: int):
     endpoint = load(endpoint_id)
-    secret = reveal_secret_audited(endpoint, actor(), request.remote_addr)
+    secret = reveal_secret(endpoint, actor(), request.remote_addr)
     db.session.commit()
     template = "webhooks/_secret.html" if is_htmx() else "webhooks/secret.html"
     return secret_response(template, endpoint=endpoint, secret=secret, rotated=False)
@@ -135,7 +134,7 @@ def rotate(endpoint_id: int):
     overlap = ROTATION_OVERLAPS.get(request.form.get("overlap", "24h"))
     if overlap is None:
         return render_error(400, "Unknown overlap", "Choose 0 h, 24 h or 7 days.")
-    secret = rotate_secret_audited(endpoint, actor(), request.remote_addr, overlap)
+    secret = rotate_secret(endpoint, actor(), request.remote_addr, overlap)
     db.session.commit()
     template = "webhooks/_secret.html" if is_htmx() else "webhooks/secret.html"
     return secret_response(template, endpoint=endpoint, secret=secret, rotated=True)
@@ -153,15 +152,7 @@ def secret_masked(endpoint_id: int):
 def reveal_headers(endpoint_id: int):
     """Custom header values in clear, for an admin, audited (names only in the entry)."""
     endpoint = load(endpoint_id)
-    values = decrypt_header_values(endpoint.custom_headers)
-    record_audit(
-        actor(),
-        "endpoint.headers_reveal",
-        "endpoint",
-        endpoint.id,
-        after={"headers": sorted(values)},
-        remote_addr=request.remote_addr,
-    )
+    values = reveal_header_values(endpoint, actor(), request.remote_addr)
     db.session.commit()
     template = "webhooks/_headers.html" if is_htmx() else "webhooks/headers.html"
     return secret_response(template, endpoint=endpoint, header_values=values)

@@ -11,10 +11,9 @@ from sqlalchemy import select
 
 from ..auth import actor, admin_required
 from ..clock import utcnow
-from ..delivery.maintenance_jobs import enqueue_replay
 from ..extensions import db
 from ..models import Endpoint, Event
-from ..queues import enqueue_deliveries
+from ..queues import enqueue_deliveries, enqueue_replay
 from ..services.endpoints import disable_endpoint
 from ..services.replay import ResendRefused, count_missed, record_replay_request, resend_event
 from .common import done, render, render_error

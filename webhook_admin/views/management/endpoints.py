@@ -6,14 +6,14 @@ from dataclasses import asdict
 
 from flask import request, url_for
 
-from ...delivery.maintenance_jobs import enqueue_bulk_retry
 from ...extensions import db
 from ...models import Endpoint
-from ...queues import enqueue_deliveries
+from ...queues import enqueue_bulk_retry, enqueue_deliveries
 from ...security_headers import no_store
 from ...services.bulk_retry import RetryScope, count_failed, record_bulk_retry_request
-from ...services.endpoint_secrets import reveal_secret_audited, rotate_secret_audited
+from ...services.endpoint_secrets import reveal_secret, rotate_secret
 from ...services.endpoint_stats import endpoint_stats
+from ...services.endpoint_test_event import TestEventRefused, send_test_event
 from ...services.endpoints import (
     EndpointInput,
     ValidationError,
@@ -25,7 +25,6 @@ from ...services.endpoints import (
     update_endpoint,
 )
 from ...services.queries import EndpointFilters, list_endpoints
-from ...services.test_events import TestEventRefused, send_test_event
 from . import bp
 from . import schemas as s
 from .core import actor, after_commit, api
@@ -153,7 +152,7 @@ def disable(endpoint_id: int, json: s.EndpointDisable):
 def rotate(endpoint_id: int):
     """A new signing secret; the previous one keeps signing beside it for 24 h."""
     endpoint = load(endpoint_id)
-    secret = rotate_secret_audited(endpoint, actor(), request.remote_addr)
+    secret = rotate_secret(endpoint, actor(), request.remote_addr)
     return no_store_json(secret_out(endpoint, secret))
 
 
@@ -170,7 +169,7 @@ def secret_out(endpoint: Endpoint, secret: str) -> dict:
 def secret(endpoint_id: int):
     """The signing secret (admin scope; audited)."""
     endpoint = load(endpoint_id)
-    value = reveal_secret_audited(endpoint, actor(), request.remote_addr)
+    value = reveal_secret(endpoint, actor(), request.remote_addr)
     db.session.commit()  # the audit entry, though a GET
     return no_store_json(secret_out(endpoint, value))
 

@@ -8,9 +8,9 @@ import copy
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ...delivery.envelope import USER_AGENT
 from ...extensions import db
 from ...models import EventType
+from ...shared.headers import USER_AGENT
 from .core import spec
 from .problems import PROBLEM_MIME
 

@@ -1,0 +1,85 @@
+"""The delivery pool: the deadlock rule is part of its API (a delivery thread cannot wait for
+a free thread), and every slot comes back, whatever the work did."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from webhook_admin.delivery.thread_pool import DeliveryPool, WaitOnDeliveryThread
+
+
+def run_on_pool(pool: DeliveryPool, work) -> object:
+    """What `work()` returned or raised, run on one of the pool's threads."""
+    done, outcome = threading.Event(), {}
+
+    def body():
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001  (handed back to the test)
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    pool.start_when_free(body)
+    assert done.wait(10)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_a_delivery_thread_that_asks_to_wait_for_a_thread_is_refused_at_once():
+    pool = DeliveryPool(2)
+    try:
+        with pytest.raises(WaitOnDeliveryThread):
+            run_on_pool(pool, lambda: pool.start_when_free(lambda: None))
+        with pytest.raises(WaitOnDeliveryThread):
+            run_on_pool(pool, lambda: pool.reserve(1))
+        # Not waiting is allowed there: the other thread is free.
+        assert run_on_pool(pool, lambda: pool.start_if_free(lambda: None)) is True
+    finally:
+        pool.shutdown()
+    assert pool.reserve(2) == 2  # every slot came back
+
+
+def test_start_if_free_never_waits_and_reserved_slots_are_the_callers():
+    pool = DeliveryPool(3)
+    release = threading.Event()
+    try:
+        assert pool.reserve(5) == 3  # all there is, without waiting for more
+        assert pool.start_if_free(lambda: None) is False  # all reserved: nothing started
+        pool.start_reserved(release.wait, 10)
+        pool.unreserve(2)
+        assert pool.start_if_free(lambda: None) is True
+        release.set()
+    finally:
+        pool.shutdown()
+    assert pool.reserve(3) == 3
+
+
+def test_a_slot_comes_back_when_its_work_raises():
+    pool = DeliveryPool(1)
+    finished = threading.Event()
+
+    def crash():
+        try:
+            raise ValueError("boom")
+        finally:
+            finished.set()
+
+    try:
+        pool.start_when_free(crash)
+        assert finished.wait(10)
+        pool.start_when_free(lambda: None)  # would block forever if the slot were lost
+    finally:
+        pool.shutdown()
+    assert pool.reserve(1) == 1
+
+
+def test_a_start_after_shutdown_gives_the_slot_back_and_says_so():
+    pool = DeliveryPool(1)
+    pool.shutdown()
+    with pytest.raises(RuntimeError):
+        pool.start_when_free(lambda: None)
+    assert pool.reserve(1) == 1
