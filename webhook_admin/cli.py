@@ -200,8 +200,6 @@ def catalog_docs_export(out_dir, fmt, as_json) -> None:
     schemas/<type>.schema.json for every event type."""
     from pathlib import Path
 
-    from flask import render_template
-
     from .services.catalog_docs import EXAMPLE_SECRET, catalog_docs, markdown, schema_file
 
     docs = catalog_docs(list_catalog())
@@ -211,9 +209,9 @@ def catalog_docs_export(out_dir, fmt, as_json) -> None:
         page, text = out / "events.md", markdown(docs)
     else:
         page = out / "events.html"
-        text = render_template(
-            "catalog/docs_export.html", catalog=docs, example_secret=EXAMPLE_SECRET
-        )
+        # The template alone, without the app's context processors (no request, no user).
+        template = current_app.jinja_env.get_template("catalog/docs_export.html")
+        text = template.render(catalog=docs, example_secret=EXAMPLE_SECRET)
     page.write_text(text, encoding="utf-8")
     written = [str(page)]
     for _, types in docs:
