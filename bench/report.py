@@ -135,6 +135,26 @@ def build_rows(raw: dict, plan) -> list[Row]:
     add(s5, "PostgreSQL response p99", "ms", "s5_postgres", "p99")
     add(s5, "SQLite", "events/s", "s5_sqlite", "rate")
     add(s5, "SQLite response p99", "ms", "s5_sqlite", "p99")
+    add(
+        s5,
+        "web CPU per event, schema enforced",
+        "ms",
+        "s5_validation",
+        "cpu_ms_per_event_with_schema",
+    )
+    add(
+        s5, "web CPU per event, no schema", "ms", "s5_validation", "cpu_ms_per_event_without_schema"
+    )
+    add(s5, "schema validation per event", "us", "s5_validation", "validation_us_per_event")
+    add(
+        s5,
+        "validation's share of ingest CPU",
+        "%",
+        "s5_validation",
+        "micro_share_pct",
+        "<= 10 (else try fastjsonschema)",
+        lambda v: v <= 10,
+    )
 
     s6 = f"6 one event to {plan.s6_endpoints}"
     add(s6, "time to 202", "ms", "s6", "to_202_ms", "<= 500", lambda v: v <= 500)
