@@ -369,6 +369,9 @@ METHOD = """## How each figure is measured
    threads with keep-alive sessions sending signed events (Standard Webhooks) as fast as they
    are answered; events/s over the whole batch and the p99 of the response times. After 50
    warm-up events.
+   Validation's share (`s5_validation`, PostgreSQL): the web processes' CPU per event with
+   the seeded schema of `transaction.approved` enforced and with it removed, alternating, and
+   the in-process CPU of the validator lookup plus validation (bench/validation_share.py).
 6. **Fan-out**: 1,000 endpoints on 4 fast receiver ports (distinct paths), workers idle; one
    event; time to its 202, and from sending it to the 1,000th receipt.
 7. **Memory**: one `worker.py` process, 100 fast endpoints, events ingested while it works;

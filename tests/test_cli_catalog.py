@@ -110,3 +110,16 @@ def test_catalog_schema_shows_and_removes(app, cli):
     removed = cli.invoke(args=["catalog", "schema", "payout.paid", "--remove"])
     assert removed.exit_code == 0 and "no schema: any JSON object is accepted" in removed.output
     assert cli.invoke(args=["catalog", "schema", "no.such"]).exit_code == 1
+
+
+def test_events_emit_without_data_sends_the_types_example(app, cli, live_server):
+    cli.invoke(args=["endpoints", "add", "https://a.example.com/h", "--event", "payout.paid"])
+    result = cli.invoke(
+        args=["events", "emit", "payout.paid", "--url", live_server, "--id", "evt_ex", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"id": "evt_ex", "deliveries": 1}
+    db.session.rollback()
+    from webhook_admin.models import Event
+
+    assert db.session.get(Event, "evt_ex").data == valid_data("payout.paid")

@@ -354,7 +354,9 @@ def deliveries_retry(delivery_id: int) -> None:
 
 @events_cli.command("emit")
 @click.argument("event_type")
-@click.option("--data", "data_json", default="{}", help="the event's data, a JSON object")
+@click.option(
+    "--data", "data_json", default=None, help="the event's data (default: the type's example)"
+)
 @click.option("--merchant", default=None)
 @click.option("--url", default="http://127.0.0.1:5000", show_default=True, help="the app's URL")
 @click.option("--id", "event_id", default=None, help="webhook-id (default: a new one)")
@@ -364,7 +366,13 @@ def events_emit(event_type, data_json, merchant, url, event_id, as_json) -> None
     import requests
 
     from .delivery.signing import sign
+    from .models import EventType
 
+    if data_json is None:  # the catalog's example: valid under the type's schema
+        example = db.session.scalar(
+            select(EventType.example_payload).where(EventType.name == event_type)
+        )
+        data_json = json.dumps(example or {})
     try:
         data = json.loads(data_json)
     except json.JSONDecodeError as exc:
