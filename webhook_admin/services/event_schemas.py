@@ -91,19 +91,55 @@ def schema_problems(schema: Any) -> list[str]:
     if not isinstance(schema, dict):
         return [f"the schema must be a JSON object, got {type(schema).__name__}"]
     declared = schema.get("$schema")
-    if declared is not None and declared.rstrip("#") != DRAFT_2020_12:
+    if declared is not None and (
+        not isinstance(declared, str) or declared.rstrip("#") != DRAFT_2020_12
+    ):
         return [f'"$schema" must be {DRAFT_2020_12!r} (Draft 2020-12) or left out']
     violations, more = _violations(META_VALIDATOR.iter_errors(schema), "schema", MAX_VIOLATIONS)
     problems = [str(v) for v in violations]
     if not problems:
         problems = [
-            f"{path}: only references inside the schema (#...) are allowed, got {ref!r}"
+            f"{path}: {why}"
             for path, ref in _references(schema, "schema")
-            if not ref.startswith("#")
+            if (why := _reference_problem(schema, ref))
         ]
     if schema.get("type", "object") not in ("object", ["object"]):
         problems.append('schema: the root must describe an object ("type": "object")')
     return problems + (["... and more"] if more else [])
+
+
+def _reference_problem(schema: dict, ref: str) -> str | None:
+    """Why `ref` cannot be followed inside `schema` (validation would fail on it at ingest)."""
+    if not ref.startswith("#"):
+        return f"only references inside the schema (#...) are allowed, got {ref!r}"
+    fragment = ref[1:]
+    if fragment and not fragment.startswith("/"):  # a plain-name fragment: an $anchor
+        if fragment not in _anchors(schema):
+            return f"{ref!r} names no $anchor of the schema"
+        return None
+    target: Any = schema
+    for part in [p for p in fragment.split("/") if p]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        elif isinstance(target, dict) and part in target:
+            target = target[part]
+        else:
+            return f"{ref!r} points at nothing in the schema"
+    return None
+
+
+def _anchors(node: Any) -> set[str]:
+    found = set()
+    if isinstance(node, dict):
+        if isinstance(node.get("$anchor"), str):
+            found.add(node["$anchor"])
+        for value in node.values():
+            found |= _anchors(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _anchors(value)
+    return found
 
 
 def _references(node: Any, path: str):
