@@ -47,6 +47,9 @@ def test_document_has_a_webhook_per_event_type_with_its_schema_and_headers(clien
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= headers
     envelope = hook["requestBody"]["content"]["application/json"]["schema"]
     assert envelope["properties"]["type"]["const"] == "transaction.approved"
+    approved = db.session.scalar(select(EventType).where(EventType.name == "transaction.approved"))
+    assert envelope["properties"]["data"] == approved.json_schema
+    assert hook["description"] == approved.trigger_condition
 
 
 def test_document_is_generated_from_the_validating_schemas(client):
