@@ -135,6 +135,26 @@ def build_rows(raw: dict, plan) -> list[Row]:
     add(s5, "PostgreSQL response p99", "ms", "s5_postgres", "p99")
     add(s5, "SQLite", "events/s", "s5_sqlite", "rate")
     add(s5, "SQLite response p99", "ms", "s5_sqlite", "p99")
+    add(
+        s5,
+        "web CPU per event, schema enforced",
+        "ms",
+        "s5_validation",
+        "cpu_ms_per_event_with_schema",
+    )
+    add(
+        s5, "web CPU per event, no schema", "ms", "s5_validation", "cpu_ms_per_event_without_schema"
+    )
+    add(s5, "schema validation per event", "us", "s5_validation", "validation_us_per_event")
+    add(
+        s5,
+        "validation's share of ingest CPU",
+        "%",
+        "s5_validation",
+        "micro_share_pct",
+        "<= 10 (else try fastjsonschema)",
+        lambda v: v <= 10,
+    )
 
     s6 = f"6 one event to {plan.s6_endpoints}"
     add(s6, "time to 202", "ms", "s6", "to_202_ms", "<= 500", lambda v: v <= 500)
@@ -349,6 +369,9 @@ METHOD = """## How each figure is measured
    threads with keep-alive sessions sending signed events (Standard Webhooks) as fast as they
    are answered; events/s over the whole batch and the p99 of the response times. After 50
    warm-up events.
+   Validation's share (`s5_validation`, PostgreSQL): the web processes' CPU per event with
+   the seeded schema of `transaction.approved` enforced and with it removed, alternating, and
+   the in-process CPU of the validator lookup plus validation (bench/validation_share.py).
 6. **Fan-out**: 1,000 endpoints on 4 fast receiver ports (distinct paths), workers idle; one
    event; time to its 202, and from sending it to the 1,000th receipt.
 7. **Memory**: one `worker.py` process, 100 fast endpoints, events ingested while it works;

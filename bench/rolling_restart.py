@@ -57,6 +57,8 @@ from bench.procs import (
 )
 from tests.support.receiver import Receiver
 
+from .payload import PAYLOAD
+
 DOCS = ROOT / "docs" / "reliability.md"
 WORKERS = 3
 LEASE_SECONDS = 120  # the default: 2 x max(delivery timeout, 60)
@@ -85,7 +87,9 @@ class Load(threading.Thread):
         return self.local.session
 
     def post(self, event_id: str) -> None:
-        body = json.dumps({"type": "transaction.approved", "data": {"id": event_id}}).encode()
+        body = json.dumps(
+            {"type": "transaction.approved", "data": {**PAYLOAD, "id": event_id}}
+        ).encode()
         started = time.monotonic()
         with self.lock:
             self.sent[event_id] = started

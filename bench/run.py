@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import core_probe, report, scenarios
+from . import core_probe, report, scenarios, validation_share
 from .load import Database
 from .procs import ROOT, Gunicorn, app_environ, migrate_and_seed, stop_all
 
@@ -148,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         if 5 in only:
             runner.start_group(5, "ingest, fan-out to 3 endpoints")
             runner.repeat("s5_postgres", lambda e: scenarios.s5_ingest(e, e.db, e.web))
+            # Schema validation's share of that ingest CPU (issue 15): A/B and in process.
+            runner.repeat(
+                "s5_validation",
+                lambda e: validation_share.measure(
+                    e.db, e.web, e.redis.url(0), e.plan.s5_events, rounds=2
+                ),
+                runs=1,
+            )
             run_sqlite_ingest(runner)
         if 6 in only:
             runner.start_group(6, "one event to 1,000 endpoints")

@@ -37,6 +37,8 @@ from tests.faults.fault_server import CUT, OK, RESET, Fault, FaultServer, hang
 from tests.support.processes import WorkerProcess
 from tests.support.redis_server import RedisServer, free_port
 
+from .payload import PAYLOAD
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "reliability.md"
 SCHEDULE = "1,2,4"
@@ -122,7 +124,9 @@ class Load(threading.Thread):
     def post(self, event_id: str) -> bool:
         from .load import signed_headers
 
-        body = json.dumps({"type": "transaction.approved", "data": {"n": event_id}}).encode()
+        body = json.dumps(
+            {"type": "transaction.approved", "data": {**PAYLOAD, "n": event_id}}
+        ).encode()
         key = base64.b64decode(INGEST_SECRET[len("whsec_") :])
         headers = signed_headers(event_id, body, key)
         started = time.monotonic()

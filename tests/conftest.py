@@ -171,12 +171,25 @@ def signed_headers(
     }
 
 
+def valid_data(event_type: str = "transaction.approved", **fields) -> dict:
+    """The seeded catalog's example of `event_type` (valid under its schema), with `fields`
+    added or replaced: data for tests about something other than the schema."""
+    from webhook_admin.services.catalog import load_catalog_file
+
+    for category in load_catalog_file()["categories"]:
+        for item in category["event_types"]:
+            if item["name"] == event_type:
+                return {**item["example"], **fields}
+    raise LookupError(f"no {event_type!r} in the catalog file")
+
+
 @pytest.fixture
 def post_event(client):
-    """POST a signed event to the ingest API; returns the response."""
+    """POST a signed event to the ingest API; returns the response. Without `data`, the
+    type's catalog example."""
 
     def post(event_type="transaction.approved", data=None, event_id=None, **extra):
-        payload = {"type": event_type, "data": data or {"amount": 100}, **extra}
+        payload = {"type": event_type, "data": data or valid_data(event_type), **extra}
         body = json.dumps(payload).encode()
         return client.post("/api/v1/events", data=body, headers=signed_headers(body, event_id))
 

@@ -6,6 +6,7 @@ import json
 
 from sqlalchemy import select
 
+from tests.conftest import valid_data
 from tests.support.receiver import Reply
 from tests.support.work import run_queued_jobs
 from webhook_admin.extensions import db
@@ -154,7 +155,7 @@ def test_events_emit_posts_a_signed_event_to_the_running_app(app, cli, live_serv
         "emit",
         "transaction.approved",
         "--data",
-        '{"amount": 5}',
+        json.dumps(valid_data(amount=5)),
         "--url",
         live_server,
         "--id",
@@ -166,5 +167,5 @@ def test_events_emit_posts_a_signed_event_to_the_running_app(app, cli, live_serv
     db.session.rollback()
     from webhook_admin.models import Delivery, Event
 
-    assert db.session.get(Event, "evt_emitted").data == {"amount": 5}
+    assert db.session.get(Event, "evt_emitted").data == valid_data(amount=5)
     assert db.session.scalar(select(Delivery.endpoint_id)) == endpoint["id"]

@@ -116,6 +116,112 @@ def catalog_protect(event_type, pan_guard, purge_after_delivery, as_json) -> Non
     )
 
 
+def read_json_object(path: str, what: str) -> dict:
+    """A JSON object from a file ('-': stdin); exits with the reason when it is not one."""
+    try:
+        with click.open_file(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except OSError as exc:
+        fail(f"cannot read the {what} file: {exc}")
+    except ValueError as exc:
+        fail(f"the {what} file is not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        fail(f"the {what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+@catalog_cli.command("schema")
+@click.argument("event_type")
+@click.argument("schema_file", required=False)
+@click.option("--example", "example_file", default=None, help="a new example (JSON file)")
+@click.option("--trigger", default=None, help="when the event fires, for receivers")
+@click.option("--remove", is_flag=True, help="remove the schema: any object is accepted")
+@json_option
+def catalog_schema(event_type, schema_file, example_file, trigger, remove, as_json) -> None:
+    """Show or set an event type's JSON Schema (Draft 2020-12; '-' reads stdin). Refused
+    unless it is valid JSON Schema and the example matches it; ingest enforces it at once."""
+    from .models import EventType
+    from .services.catalog_admin import KEEP, CatalogError, update_event_type
+
+    known = db.session.scalar(select(EventType).where(EventType.name == event_type))
+    if known is None:
+        fail(f"unknown event type {event_type!r}")
+    if schema_file and remove:
+        fail("give a schema file or --remove, not both")
+    changing = schema_file or remove or example_file or trigger is not None
+    if changing:
+        schema = None if remove else KEEP
+        if schema_file:
+            schema = read_json_object(schema_file, "schema")
+        example = known.example_payload or {}
+        if example_file:
+            example = read_json_object(example_file, "example")
+        try:
+            update_event_type(
+                known,
+                known.category.name,
+                known.description or "",
+                example,
+                known.archived,
+                CLI_ACTOR,
+                json_schema=schema,
+                trigger_condition=trigger,
+            )
+        except CatalogError as exc:
+            db.session.rollback()
+            fail(str(exc))
+        db.session.commit()
+    shown = {
+        "name": known.name,
+        "trigger_condition": known.trigger_condition,
+        "json_schema": known.json_schema,
+        "example_payload": known.example_payload,
+    }
+    text = (
+        json.dumps(known.json_schema, indent=2)
+        if known.json_schema is not None
+        else (f"{event_type} has no schema: any JSON object is accepted")
+    )
+    emit(shown, as_json, (f"{event_type} saved\n" if changing else "") + text)
+
+
+@catalog_cli.command("docs")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "html"]),
+    default="markdown",
+    show_default=True,
+)
+@json_option
+def catalog_docs_export(out_dir, fmt, as_json) -> None:
+    """Write the catalog docs for a merchant-facing site: events.md (or events.html) and
+    schemas/<type>.schema.json for every event type."""
+    from pathlib import Path
+
+    from .services.catalog_docs import EXAMPLE_SECRET, catalog_docs, markdown, schema_file
+
+    docs = catalog_docs(list_catalog())
+    out = Path(out_dir)
+    (out / "schemas").mkdir(parents=True, exist_ok=True)
+    if fmt == "markdown":
+        page, text = out / "events.md", markdown(docs)
+    else:
+        page = out / "events.html"
+        # The template alone, without the app's context processors (no request, no user).
+        template = current_app.jinja_env.get_template("catalog/docs_export.html")
+        text = template.render(catalog=docs, example_secret=EXAMPLE_SECRET)
+    page.write_text(text, encoding="utf-8")
+    written = [str(page)]
+    for _, types in docs:
+        for doc in types:
+            path = out / "schemas" / f"{doc.name}.schema.json"
+            path.write_text(json.dumps(schema_file(doc), indent=2, ensure_ascii=False) + "\n")
+            written.append(str(path))
+    emit({"files": written}, as_json, f"wrote {page} and {len(written) - 1} JSON Schema files")
+
+
 @endpoints_cli.command("add")
 @click.argument("url")
 @click.option("--event", "events", multiple=True, help="event type to subscribe to (repeat)")
@@ -242,7 +348,9 @@ def deliveries_retry(delivery_id: int) -> None:
 
 @events_cli.command("emit")
 @click.argument("event_type")
-@click.option("--data", "data_json", default="{}", help="the event's data, a JSON object")
+@click.option(
+    "--data", "data_json", default=None, help="the event's data (default: the type's example)"
+)
 @click.option("--merchant", default=None)
 @click.option("--url", default="http://127.0.0.1:5000", show_default=True, help="the app's URL")
 @click.option("--id", "event_id", default=None, help="webhook-id (default: a new one)")
@@ -251,8 +359,14 @@ def events_emit(event_type, data_json, merchant, url, event_id, as_json) -> None
     """POST a signed event to the running app, as SoftPOS would."""
     import requests
 
+    from .models import EventType
     from .shared.signing import sign
 
+    if data_json is None:  # the catalog's example: valid under the type's schema
+        example = db.session.scalar(
+            select(EventType.example_payload).where(EventType.name == event_type)
+        )
+        data_json = json.dumps(example or {})
     try:
         data = json.loads(data_json)
     except json.JSONDecodeError as exc:

@@ -64,7 +64,11 @@ class EventTypeForm(FlaskForm):
     )
     category = SelectField("Category", choices=[])
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    trigger_condition = TextAreaField(
+        "When it fires (for receivers' developers)", validators=[Optional(), Length(max=2000)]
+    )
     example_payload = TextAreaField("Example payload (JSON)", validators=[Optional()])
+    json_schema = TextAreaField("JSON Schema of data (Draft 2020-12)", validators=[Optional()])
     archived = BooleanField("Archived")
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from tests.browser.conftest import shoot
+from tests.conftest import valid_data
 from webhook_admin.extensions import db
 from webhook_admin.services.users import create_user
 
 PAN, NAME = "4111 1111 1111 1111", "Jane Q. Cardholder"
-DATA = {"amount": 2599, "card": {"number": PAN, "cardholder_name": NAME}}
+DATA = valid_data(card={"brand": "visa", "last4": "1111", "number": PAN, "cardholder_name": NAME})
 
 
 def test_event_page_masks_and_an_admin_reveals_audited(page, post_event):

@@ -8,6 +8,7 @@ import json
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from tests.conftest import valid_data
 from tests.support.receiver import Reply
 from tests.support.work import run_queued_jobs
 from webhook_admin.extensions import db
@@ -32,13 +33,13 @@ def attempts() -> list[Attempt]:
 
 def test_delivery_verifies_with_the_standardwebhooks_library(app, post_event, receiver):
     _, secret = add_endpoint(receiver.url)
-    post_event(event_id="evt_sw", data={"amount": 2599})
+    post_event(event_id="evt_sw", data=valid_data(amount=2599))
     run_queued_jobs(app)
     request = receiver.wait_for(1)[0]
     payload = Webhook(secret).verify(request.body, request.headers)
     assert payload["id"] == "evt_sw"
     assert payload["type"] == "transaction.approved"
-    assert payload["data"] == {"amount": 2599}
+    assert payload["data"] == valid_data(amount=2599)
 
 
 def test_request_has_the_standard_headers_and_the_endpoint_custom_headers(
@@ -175,7 +176,7 @@ def test_the_response_body_is_stored_truncated_to_64_kib(app, post_event, receiv
 
 def test_the_bytes_sent_are_the_bytes_signed(app, post_event, receiver):
     _, secret = add_endpoint(receiver.url)
-    post_event(data={"note": "café ☕", "n": 1.5})
+    post_event(data=valid_data(note="café ☕", n=1.5))
     run_queued_jobs(app)
     request = receiver.wait_for(1)[0]
     import hashlib

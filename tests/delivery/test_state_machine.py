@@ -41,7 +41,7 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import select
 
-from tests.conftest import clean_database, signed_headers
+from tests.conftest import clean_database, signed_headers, valid_data
 from tests.conftest import test_environ as make_environ
 from tests.support.state_machine_receiver import (
     CUT,
@@ -172,7 +172,9 @@ class DeliveryStateMachine(RuleBasedStateMachine):
             paths[endpoint.id] = path
         client = self.app.test_client()
         for event_id, event_type in EVENTS:
-            body = json.dumps({"type": event_type, "data": {"amount": 100}}).encode()
+            body = json.dumps(
+                {"type": event_type, "data": valid_data(event_type, amount=100)}
+            ).encode()
             response = client.post(
                 "/api/v1/events", data=body, headers=signed_headers(body, event_id)
             )

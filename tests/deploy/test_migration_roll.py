@@ -26,7 +26,7 @@ import requests
 from sqlalchemy import text
 
 from tests import conftest
-from tests.conftest import signed_headers
+from tests.conftest import signed_headers, valid_data
 from tests.faults.conftest import Acking
 from tests.faults.invariants import check_invariants
 from tests.support.processes import ROOT, WorkerProcess, wait_until
@@ -100,7 +100,9 @@ class Load(threading.Thread):
         self.session = requests.Session()
 
     def post(self, target, event_id: str) -> int:
-        body = json.dumps({"type": "transaction.approved", "data": {"id": event_id}}).encode()
+        body = json.dumps(
+            {"type": "transaction.approved", "data": valid_data(id=event_id)}
+        ).encode()
         headers = signed_headers(body, event_id)
         if isinstance(target, str):
             return self.session.post(target, data=body, headers=headers, timeout=10).status_code

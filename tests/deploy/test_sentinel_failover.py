@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import signed_headers
+from tests.conftest import signed_headers, valid_data
 from tests.faults.conftest import Acking
 from tests.faults.invariants import check_invariants
 from tests.ops.promtext import parse
@@ -51,7 +51,7 @@ class Load(threading.Thread):
         self.stop_event = threading.Event()
 
     def post(self, event_id: str, event_type: str) -> bool:
-        body = json.dumps({"type": event_type, "data": {"n": event_id}}).encode()
+        body = json.dumps({"type": event_type, "data": valid_data(event_type, n=event_id)}).encode()
         started = time.monotonic()
         response = self.client.post(
             "/api/v1/events", data=body, headers=signed_headers(body, event_id)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
-from tests.conftest import signed_headers
+from tests.conftest import signed_headers, valid_data
 from tests.conftest import test_environ as make_environ
 from tests.faults.invariants import check_invariants
 from tests.support.redis_server import free_port
@@ -22,7 +22,7 @@ from webhook_admin.extensions import db
 from webhook_admin.models import Delivery, Event
 from webhook_admin.queues import FRESH, get_queue
 
-BODY = json.dumps({"type": "transaction.approved", "data": {"amount": 1}}).encode()
+BODY = json.dumps({"type": "transaction.approved", "data": valid_data(amount=1)}).encode()
 
 
 def ingest(client, event_id: str):

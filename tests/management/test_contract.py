@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select, update
 
+from tests.conftest import valid_data
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery, DeliveryStatus, Event, EventType
 
@@ -46,6 +47,9 @@ def test_document_has_a_webhook_per_event_type_with_its_schema_and_headers(clien
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= headers
     envelope = hook["requestBody"]["content"]["application/json"]["schema"]
     assert envelope["properties"]["type"]["const"] == "transaction.approved"
+    approved = db.session.scalar(select(EventType).where(EventType.name == "transaction.approved"))
+    assert envelope["properties"]["data"] == approved.json_schema
+    assert hook["description"] == approved.trigger_condition
 
 
 def test_document_is_generated_from_the_validating_schemas(client):
@@ -90,7 +94,7 @@ def fuzz_data(app, post_event, endpoint, add_endpoint):
     generated calls reach the code behind the 404s, not only the 404s."""
     endpoints = [endpoint.id] + [add_endpoint(f"http://127.0.0.1:9/{i}").id for i in range(3)]
     for i in range(4):
-        assert post_event(data={"amount": i}).status_code == 202
+        assert post_event(data=valid_data(amount=i)).status_code == 202
     deliveries = list(db.session.scalars(select(Delivery.id).order_by(Delivery.id)))
     db.session.execute(
         update(Delivery).where(Delivery.id.in_(deliveries[:2])).values(status=DeliveryStatus.FAILED)

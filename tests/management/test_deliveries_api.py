@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from tests.conftest import valid_data
 from webhook_admin.clock import utcnow
 from webhook_admin.extensions import db
 from webhook_admin.models import AuditEntry, Delivery, DeliveryStatus
@@ -19,7 +20,7 @@ def failed_deliveries(post_event, endpoint):
     """Three events to the endpoint, their deliveries made failed an hour apart."""
     ids = []
     for i in range(3):
-        response = post_event(data={"amount": i})
+        response = post_event(data=valid_data(amount=i))
         assert response.status_code == 202
     rows = list(db.session.scalars(select(Delivery).order_by(Delivery.id)))
     now = utcnow()

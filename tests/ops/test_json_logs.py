@@ -7,6 +7,7 @@ import signal
 
 from sqlalchemy import select
 
+from tests.conftest import valid_data
 from tests.support.processes import wait_until
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery
@@ -19,7 +20,10 @@ def test_worker_json_logs_carry_ids_and_never_the_secret_or_payload(
 ):
     endpoint = add_endpoint(receiver.url)
     # In the field the catalog marks as a card number: unmarked, ingest refuses it (400).
-    post_event(event_id="evt_json_log", data={"card": {"number": MARKER}})
+    post_event(
+        event_id="evt_json_log",
+        data=valid_data(card={"brand": "visa", "last4": "4242", "number": MARKER}),
+    )
     worker = start_worker(LOG_FORMAT="json", LOG_LEVEL="INFO")
     receiver.wait_for(1)
     assert MARKER in receiver.requests[0].body.decode()  # the body did travel, just not to logs

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, text
 from standardwebhooks import Webhook
 
+from tests.conftest import valid_data
 from tests.management.conftest import Api, token_for
 from tests.support.processes import wait_until
 from tests.support.receiver import Receiver, Reply
@@ -28,13 +29,13 @@ PAN = "4111 1111 1111 1111"
 NAME = "Jane Q. Cardholder"
 EMAIL = "jane.cardholder@example.org"
 CLEAR = [PAN, PAN.replace(" ", ""), NAME, EMAIL]
-DATA = {
-    "transaction_id": "txn_pii_1",
-    "amount": 2599,
-    "currency": "EUR",
-    "card": {"number": PAN, "cardholder_name": NAME},
-    "customer": {"email": EMAIL},
-}
+DATA = valid_data(
+    transaction_id="txn_pii_1",
+    amount=2599,
+    currency="EUR",
+    card={"brand": "visa", "last4": "1111", "number": PAN, "cardholder_name": NAME},
+    customer={"email": EMAIL},
+)
 
 
 def echo(request):
@@ -164,7 +165,7 @@ def test_card_and_personal_data_are_nowhere_in_clear_but_on_the_wire(
     # The receiver got everything, signed over exactly the bytes it got.
     for request in received:
         payload = Webhook(endpoint.test_secret).verify(request.body, request.headers)
-        assert payload["data"]["card"] == {"number": PAN, "cardholder_name": NAME}
+        assert payload["data"]["card"] == DATA["card"]  # the number and name in clear
         assert payload["data"]["customer"] == {"email": EMAIL}
     assert "event accepted" in caplog.text and "DEBUG" in worker.output()
 
@@ -215,7 +216,11 @@ def test_attempts_record_the_request_masked_and_the_receivers_echo_masked(
     run_queued_jobs(app)
     attempt = db.session.scalars(select(Delivery)).one().attempts[0]
     sent = json.loads(attempt.request_body)
-    assert sent["data"]["card"] == {"number": "411111••••••1111", "cardholder_name": "••••"}
+    assert sent["data"]["card"] == {
+        **DATA["card"],
+        "number": "411111••••••1111",
+        "cardholder_name": "••••",
+    }
     assert attempt.response_body == "got card 411111••••••1111 for ••••@example.org"
 
 
@@ -230,9 +235,14 @@ def test_ingest_refuses_a_card_number_outside_a_pan_field_naming_only_the_path(p
 def test_the_pan_guard_can_be_turned_off_per_event_type(cli, post_event):
     result = cli.invoke(args=["catalog", "protect", "transaction.approved", "--no-pan-guard"])
     assert result.exit_code == 0 and "PAN guard off" in result.output, result.output
-    response = post_event(data={"order_no": "4111111111111111"}, event_id="evt_unguarded")
+    response = post_event(data=valid_data(order_no="4111111111111111"), event_id="evt_unguarded")
     assert response.status_code == 202
-    assert post_event("refund.created", data={"ref": "4111111111111111"}).status_code == 400
+    assert (
+        post_event(
+            "refund.created", data=valid_data("refund.created", ref="4111111111111111")
+        ).status_code
+        == 400
+    )
     assert "catalog.event_type_protection" in db.session.scalars(select(AuditEntry.action)).all()
 
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from tests.conftest import valid_data
 from tests.support.work import run_queued_jobs
 from webhook_admin import clock
 from webhook_admin.extensions import db
@@ -65,7 +66,7 @@ def test_the_database_never_holds_a_signing_secret_in_clear(app, post_event, rec
 def test_logs_of_a_full_delivery_hold_no_secret_or_signature(app, post_event, receiver, caplog):
     _, secret = add_endpoint(receiver.url)
     with caplog.at_level(logging.DEBUG):
-        post_event(data={"card": "4242"})
+        post_event(data=valid_data(card={"brand": "visa", "last4": "4242"}))
         run_queued_jobs(app)
     request = receiver.wait_for(1)[0]
     logs = caplog.text

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
+from tests.conftest import valid_data
 from tests.views.conftest import make_user
 from webhook_admin.extensions import db
 from webhook_admin.models import AuditEntry, EventType, User
@@ -43,7 +46,12 @@ def test_archiving_an_event_type_shows_it_archived_and_audits(admin):
     event_type = db.session.scalar(select(EventType).where(EventType.name == "refund.failed"))
     admin.post(
         f"/catalog/event-types/{event_type.id}/edit",
-        {"category": "Refunds", "description": "x", "example_payload": "{}", "archived": "y"},
+        {
+            "category": "Refunds",
+            "description": "x",
+            "example_payload": json.dumps(valid_data("refund.failed")),
+            "archived": "y",
+        },
     )
     db.session.refresh(event_type)
     assert event_type.archived
@@ -96,7 +104,7 @@ def test_audit_page_filters_by_action_actor_and_target(admin, endpoint):
 
 
 def test_events_page_shows_payload_and_fan_out(viewer, endpoint, post_event):
-    post_event("transaction.approved", data={"amount": 4242}, event_id="evt_fan")
+    post_event("transaction.approved", data=valid_data(amount=4242), event_id="evt_fan")
     assert "evt_fan" in viewer.get("/events").get_data(as_text=True)
     html = viewer.get("/events/evt_fan").get_data(as_text=True)
     assert "4242" in html and endpoint.url in html

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import func, select
 
-from tests.conftest import signed_headers
+from tests.conftest import signed_headers, valid_data
 from webhook_admin.extensions import db
 from webhook_admin.models import Event
 
@@ -40,7 +40,7 @@ def ingest(client, body: bytes, chunked_upload: bool = False):
 
 
 def event_body(size: int) -> bytes:
-    return json.dumps({"type": "transaction.approved", "data": {"x": "a" * size}}).encode()
+    return json.dumps({"type": "transaction.approved", "data": valid_data(x="a" * size)}).encode()
 
 
 def count_events() -> int:

@@ -33,6 +33,8 @@ class EventType(db.Model):
     name: Mapped[str] = mapped_column(String(120), unique=True)
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    # When the event fires, written for a merchant's developer (the docs page shows it).
+    trigger_condition: Mapped[str] = mapped_column(Text, default="", server_default="")
     example_payload: Mapped[dict] = mapped_column(JSON, default=dict)
     json_schema: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -19,7 +19,8 @@ def load_catalog_file() -> dict:
 
 def seed_catalog(catalog: dict | None = None) -> dict[str, int]:
     """Add what the file has and the database lacks; never overwrites admin edits (a type
-    without a schema gets the file's, with its sensitive-field marks)."""
+    without a schema gets the file's, with its sensitive-field marks; one without a trigger
+    condition, as every type has after migration 0007, gets the file's)."""
     catalog = catalog or load_catalog_file()
     added = {"categories": 0, "event_types": 0}
     categories = {c.name: c for c in db.session.scalars(select(Category))}
@@ -37,12 +38,15 @@ def seed_catalog(catalog: dict | None = None) -> dict[str, int]:
                 known = existing.get(item["name"])
                 if known is not None and known.json_schema is None and item.get("schema"):
                     known.json_schema = item["schema"]
+                if known is not None and not known.trigger_condition:
+                    known.trigger_condition = item.get("trigger_condition", "")
                 continue
             db.session.add(
                 EventType(
                     name=item["name"],
                     category=category,
                     description=item.get("description", ""),
+                    trigger_condition=item.get("trigger_condition", ""),
                     example_payload=item.get("example", {}),
                     json_schema=item.get("schema"),
                 )

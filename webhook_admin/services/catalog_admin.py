@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, or_, select
 
 from ..extensions import db
-from ..models import Category, EventType
+from ..models import Category, Endpoint, EventType, endpoint_event_types
+from . import event_schemas
 from .audit import record_audit
+
+KEEP = object()  # update_event_type: leave the schema as it is
 
 
 class CatalogError(ValueError):
@@ -22,8 +25,46 @@ def _snapshot(event_type: EventType) -> dict:
         "name": event_type.name,
         "category": event_type.category.name,
         "description": event_type.description,
+        "trigger_condition": event_type.trigger_condition or "",
         "archived": event_type.archived,
+        "json_schema": event_type.json_schema,
     }
+
+
+def check_schema_and_example(schema: dict | None, example: dict) -> None:
+    """CatalogError unless `schema` is a valid Draft 2020-12 schema (or None: a type without
+    one accepts any object) and `example` matches it."""
+    if schema is not None:
+        problems = event_schemas.schema_problems(schema)
+        if problems:
+            raise CatalogError({"json_schema": "not a valid JSON Schema: " + "; ".join(problems)})
+    violations = event_schemas.example_violations(schema, example)
+    if violations:
+        raise CatalogError(
+            {
+                "example_payload": "the example does not match the schema: "
+                + "; ".join(str(v) for v in violations)
+            }
+        )
+
+
+def subscribed_endpoints(event_type: EventType) -> list[Endpoint]:
+    """Live endpoints that receive this type: subscribed by name or to its whole category
+    (enabled or not: a disabled one receives it again once enabled)."""
+    by_name = exists().where(
+        endpoint_event_types.c.endpoint_id == Endpoint.id,
+        endpoint_event_types.c.event_type_id == event_type.id,
+    )
+    whole_category = and_(
+        Endpoint.all_category_events.is_(True), Endpoint.category_id == event_type.category_id
+    )
+    return list(
+        db.session.scalars(
+            select(Endpoint)
+            .where(Endpoint.deleted_at.is_(None), or_(by_name, whole_category))
+            .order_by(Endpoint.id)
+        )
+    )
 
 
 def add_category(name: str, description: str, actor: str) -> Category:
@@ -53,15 +94,24 @@ def _category(name: str) -> Category:
 
 
 def add_event_type(
-    name: str, category: str, description: str, example: dict, actor: str
+    name: str,
+    category: str,
+    description: str,
+    example: dict,
+    actor: str,
+    json_schema: dict | None = None,
+    trigger_condition: str = "",
 ) -> EventType:
     if db.session.scalar(select(EventType).where(EventType.name == name)):
         raise CatalogError({"name": f"an event type named {name!r} already exists"})
+    check_schema_and_example(json_schema, example)
     event_type = EventType(
         name=name,
         category=_category(category),
         description=description.strip(),
+        trigger_condition=trigger_condition.strip(),
         example_payload=example,
+        json_schema=json_schema,
     )
     db.session.add(event_type)
     db.session.flush()
@@ -78,12 +128,20 @@ def update_event_type(
     example: dict,
     archived: bool,
     actor: str,
+    json_schema=KEEP,
+    trigger_condition: str | None = None,
 ) -> EventType:
-    """The name stays: producers and receivers know event types by it."""
+    """The name stays: producers and receivers know event types by it. `json_schema` None
+    removes the schema (the type then accepts any object); KEEP leaves it."""
+    schema = event_type.json_schema if json_schema is KEEP else json_schema
+    check_schema_and_example(schema, example)
     before = _snapshot(event_type)
     event_type.category = _category(category)
     event_type.description = description.strip()
+    if trigger_condition is not None:
+        event_type.trigger_condition = trigger_condition.strip()
     event_type.example_payload = example
+    event_type.json_schema = schema
     event_type.archived = archived
     db.session.flush()
     action = "catalog.event_type_update"

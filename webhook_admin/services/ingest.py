@@ -8,13 +8,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Delivery, Event, EventType
-from . import json_limits, sensitive
+from . import event_schemas, json_limits, sensitive
 from .fanout import TypeAndSubscribers, create_deliveries, type_and_subscribers
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,11 @@ COLUMN_LIMITS = {"type": Event.type.type.length, "merchant_id": Event.merchant_i
 class IngestError(ValueError):
     """The event is not acceptable; `status` is the HTTP status, the message says why."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, violations: list | None = None):
         super().__init__(message)
         self.status = status
+        # Schema violations ({"path", "reason"}), each also in the message.
+        self.violations = violations or []
 
 
 @dataclass(frozen=True)
@@ -182,19 +184,26 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
     return IngestResult(event_id, delivery_ids, created=True)
 
 
-TYPE_PROTECTION = select(EventType.__table__.c.json_schema, EventType.__table__.c.pan_guard).where(
-    EventType.__table__.c.name == bindparam("name")
-)
+# The schema as its stored text: the text is the cache key of its compiled validator (and
+# parsing it again on every ingest is what the cache saves).
+TYPE_PROTECTION = select(
+    cast(EventType.__table__.c.json_schema, Text).label("schema_text"),
+    EventType.__table__.c.pan_guard,
+).where(EventType.__table__.c.name == bindparam("name"))
 
 
 def _protected(connection, payload: dict) -> tuple[dict, str | None]:
     """`data` as stored (marked values masked) and the marked values sealed (one MultiFernet
-    token), or None when it has none; IngestError when the PAN guard refuses the data."""
+    token), or None when it has none; IngestError when the PAN guard or the type's JSON
+    Schema refuses the data."""
     from flask import current_app
 
     data = payload.get("data", {})
     row = connection.execute(TYPE_PROTECTION, {"name": payload["type"]}).first()
-    schema = row.json_schema if row else None
+    type_schema = event_schemas.compiled(payload["type"], row.schema_text if row else None)
+    schema = type_schema.schema
+    # The PAN guard first: its answer names the path without echoing the number, where a
+    # schema violation would quote the value.
     if row is None or row.pan_guard:
         path = sensitive.find_unmarked_pan(schema, data)
         if path is not None:
@@ -203,11 +212,26 @@ def _protected(connection, payload: dict) -> tuple[dict, str | None]:
                 "check) in a field not marked as a card number; card numbers are refused "
                 'outside fields marked "x-sensitive": "pan"'
             )
+    check_schema(payload["type"], type_schema, data)
     masked, values = sensitive.split_sensitive(schema, data)
     if not values:
         return data, None
     box = current_app.extensions["secret_box"]
     return masked, box.encrypt(sensitive.dumps_values(values))
+
+
+def check_schema(type_name: str, type_schema: event_schemas.CompiledSchema, data: dict) -> None:
+    """IngestError (400) listing every violation of the type's schema, up to 20."""
+    violations, more = type_schema.violations(data)
+    if not violations:
+        return
+    summary = "; ".join(str(v) for v in violations)
+    count = f"{len(violations)}{'+' if more else ''}"
+    raise IngestError(
+        f"'data' does not match the schema of {type_name!r} ({count} violations"
+        f"{', the first 20 shown' if more else ''}): {summary}",
+        violations=[v.as_json() for v in violations],
+    )
 
 
 def _validated(connection, body: bytes) -> tuple[dict, datetime | None, TypeAndSubscribers]:

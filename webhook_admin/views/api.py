@@ -19,8 +19,11 @@ MAX_BODY_BYTES = 256 * 1024
 DB_RETRY_AFTER_SECONDS = "5"
 
 
-def error(message: str, status: int, **headers: str):
-    response = jsonify(error=message)
+def error(message: str, status: int, violations: list | None = None, **headers: str):
+    body = {"error": message}
+    if violations:
+        body["violations"] = violations
+    response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)
     return response
@@ -60,7 +63,7 @@ def ingest():
         db.session.commit()
     except IngestError as exc:
         db.session.rollback()
-        return error(str(exc), exc.status)
+        return error(str(exc), exc.status, exc.violations)
     except OperationalError:
         db.session.rollback()
         log.exception("database unavailable during ingest event_id=%s", event_id)

@@ -16,6 +16,7 @@ from ..services.catalog_admin import (
     CatalogError,
     add_category,
     add_event_type,
+    subscribed_endpoints,
     update_event_type,
 )
 from .common import done, render
@@ -30,22 +31,34 @@ def event_type_form(event_type: EventType | None = None) -> EventTypeForm:
         form.name.data = event_type.name
         form.category.data = event_type.category.name
         form.description.data = event_type.description
+        form.trigger_condition.data = event_type.trigger_condition
         form.example_payload.data = json.dumps(event_type.example_payload or {}, indent=2)
+        if event_type.json_schema is not None:
+            form.json_schema.data = json.dumps(event_type.json_schema, indent=2)
         form.archived.data = event_type.archived
     return form
 
 
-def parse_example(form: EventTypeForm) -> dict:
-    raw = (form.example_payload.data or "").strip()
+def _json_object(form: EventTypeForm, field: str, what: str) -> dict | None:
+    raw = (getattr(form, field).data or "").strip()
     if not raw:
-        return {}
+        return None
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise CatalogError({"example_payload": f"not valid JSON: {exc}"}) from None
+        raise CatalogError({field: f"not valid JSON: {exc}"}) from None
     if not isinstance(value, dict):
-        raise CatalogError({"example_payload": "the example must be a JSON object"})
+        raise CatalogError({field: f"the {what} must be a JSON object"})
     return value
+
+
+def parse_example(form: EventTypeForm) -> dict:
+    return _json_object(form, "example_payload", "example") or {}
+
+
+def parse_schema(form: EventTypeForm) -> dict | None:
+    """None when left empty: the type then accepts any object as its data."""
+    return _json_object(form, "json_schema", "schema")
 
 
 @bp.get("")
@@ -99,6 +112,8 @@ def create_event_type():
             form.description.data or "",
             parse_example(form),
             actor(),
+            json_schema=parse_schema(form),
+            trigger_condition=form.trigger_condition.data or "",
         )
     except CatalogError as exc:
         db.session.rollback()
@@ -125,6 +140,8 @@ def edit_event_type(type_id: int):
                 parse_example(form),
                 form.archived.data,
                 actor(),
+                json_schema=parse_schema(form),
+                trigger_condition=form.trigger_condition.data or "",
             )
             db.session.commit()
             return done(f"Event type {event_type.name} saved.", url_for("catalog.index"))
@@ -133,5 +150,9 @@ def edit_event_type(type_id: int):
             errors = exc.errors
     status = 422 if errors else 200
     return render_template(
-        "catalog/edit.html", form=form, event_type=event_type, errors=errors
+        "catalog/edit.html",
+        form=form,
+        event_type=event_type,
+        errors=errors,
+        subscribers=subscribed_endpoints(event_type),
     ), status

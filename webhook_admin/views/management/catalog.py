@@ -8,9 +8,11 @@ from ...extensions import db
 from ...models import Category, EventType
 from ...services.catalog import list_catalog
 from ...services.catalog_admin import (
+    KEEP,
     CatalogError,
     add_category,
     add_event_type,
+    subscribed_endpoints,
     update_event_type,
 )
 from . import bp
@@ -46,8 +48,11 @@ def list_types():
 @bp.get("/event-types/<name>")
 @api(resp={200: s.EventType}, tags=TAGS)
 def get_type(name: str):
-    """One event type with its payload schema and example."""
-    return event_type_out(load_type(name))
+    """One event type with its payload schema, example and the endpoints that receive it."""
+    event_type = load_type(name)
+    return event_type_out(event_type) | {
+        "subscribed_endpoints": [e.id for e in subscribed_endpoints(event_type)]
+    }
 
 
 @bp.post("/event-types")
@@ -56,7 +61,13 @@ def create_type(json: s.EventTypeCreate):
     """Add an event type to a category."""
     try:
         event_type = add_event_type(
-            json.name, json.category, json.description, json.example_payload, actor()
+            json.name,
+            json.category,
+            json.description,
+            json.example_payload,
+            actor(),
+            json_schema=json.json_schema,
+            trigger_condition=json.trigger_condition,
         )
     except CatalogError as exc:
         raise invalid(exc) from None
@@ -66,8 +77,10 @@ def create_type(json: s.EventTypeCreate):
 @bp.patch("/event-types/<name>")
 @api(admin=True, json=s.EventTypePatch, resp={200: s.EventType}, tags=TAGS)
 def update_type(name: str, json: s.EventTypePatch):
-    """Change an event type's category, description or example; `archived: true` archives
-    it (no new subscriptions; existing ones keep receiving it)."""
+    """Change an event type's category, description, trigger condition, example or JSON
+    Schema (refused unless valid Draft 2020-12, and the example must match it; `null`
+    removes it); `archived: true` archives it (no new subscriptions; existing ones keep
+    receiving it)."""
     event_type = load_type(name)
     sent = json.model_dump(exclude_unset=True)
     try:
@@ -78,6 +91,8 @@ def update_type(name: str, json: s.EventTypePatch):
             sent.get("example_payload", event_type.example_payload or {}),
             sent.get("archived", event_type.archived),
             actor(),
+            json_schema=sent.get("json_schema", KEEP),
+            trigger_condition=sent.get("trigger_condition"),
         )
     except CatalogError as exc:
         raise invalid(exc) from None

@@ -74,6 +74,7 @@ def _webhook(event_type: EventType) -> dict:
     operation = {
         "operationId": f"webhook_{event_type.name.replace('.', '_')}",
         "summary": event_type.description or event_type.name,
+        "description": event_type.trigger_condition or event_type.description or "",
         "tags": [event_type.category.name],
         "parameters": [
             {

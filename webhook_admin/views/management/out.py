@@ -79,6 +79,7 @@ def event_type_out(event_type: EventType) -> dict:
         "name": event_type.name,
         "category": event_type.category.name,
         "description": event_type.description or "",
+        "trigger_condition": event_type.trigger_condition or "",
         "archived": event_type.archived,
         "example_payload": event_type.example_payload or {},
         "json_schema": event_type.json_schema,

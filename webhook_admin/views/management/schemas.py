@@ -267,9 +267,13 @@ class EventType(BaseModel):
     name: str
     category: str
     description: str
+    trigger_condition: str
     archived: bool
     example_payload: dict[str, Any]
     json_schema: dict[str, Any] | None
+    subscribed_endpoints: list[int] | None = Field(
+        None, description="ids of the live endpoints that receive it (one event type only)"
+    )
 
 
 class EventTypeList(BaseModel):
@@ -280,7 +284,13 @@ class EventTypeCreate(Body):
     name: str = Field(max_length=120, pattern=EVENT_TYPE_NAME)
     category: str = Field(max_length=80)
     description: str = Field("", max_length=2000)
+    trigger_condition: str = Field("", max_length=2000, description="when the event fires")
     example_payload: dict[str, Any] = Field(default_factory=dict)
+    json_schema: dict[str, Any] | None = Field(
+        None,
+        description="JSON Schema (Draft 2020-12) of `data`, enforced at ingest; "
+        "null: any object is accepted",
+    )
 
 
 class EventTypePatch(Patch):
@@ -288,7 +298,11 @@ class EventTypePatch(Patch):
 
     category: str = Field(None, max_length=80)
     description: str = Field(None, max_length=2000)
+    trigger_condition: str = Field(None, max_length=2000)
     example_payload: dict[str, Any] = Field(None)
+    json_schema: dict[str, Any] | None = Field(
+        None, description="a new JSON Schema (Draft 2020-12) of `data`; null removes it"
+    )
     archived: bool = Field(None)
 
 
