@@ -131,6 +131,8 @@ class Settings:
     endpoint_burst: int = 4  # times the cap, on idle threads (endpoint_gate.py)
     retention_days: int = 30
     disable_after_hours: float = 120.0
+    # endpoint.failing (an operational event) once this many tries in a row failed.
+    failing_threshold: int = 5
     ca_bundle: str | None = None
     egress_proxy: str | None = None
     # /metrics: a bearer token; when unset, loopback only in production (docs/operations.md).
@@ -350,6 +352,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         endpoint_burst=optional("WEBHOOK_ENDPOINT_BURST", parse_positive_int, 4),
         retention_days=optional("WEBHOOK_RETENTION_DAYS", parse_positive_int, 30),
         disable_after_hours=optional("WEBHOOK_DISABLE_AFTER_HOURS", parse_positive_float, 120.0),
+        failing_threshold=optional("WEBHOOK_FAILING_THRESHOLD", parse_positive_int, 5),
         ca_bundle=environ.get("WEBHOOK_CA_BUNDLE") or None,
         egress_proxy=environ.get("WEBHOOK_EGRESS_PROXY") or None,
         metrics_token=environ.get("METRICS_TOKEN", "").strip() or None,

@@ -7,6 +7,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
     EmailField,
+    IntegerField,
     PasswordField,
     SelectField,
     StringField,
@@ -66,6 +67,10 @@ class EventTypeForm(FlaskForm):
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
     example_payload = TextAreaField("Example payload (JSON)", validators=[Optional()])
     archived = BooleanField("Archived")
+    expires_after_seconds = IntegerField(
+        "Delivery deadline (seconds after the event occurred; empty: none)",
+        validators=[Optional()],
+    )
 
 
 def parse_endpoint_form(form: MultiDict) -> tuple[EndpointInput, dict[str, str]]:

@@ -15,9 +15,11 @@ from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, ErrorClass
 from ..services.delivery_state import Claim, Outcome, claim_deliveries, finish_attempts
+from ..services.operational_events import announce_exhausted
 from ..services.sensitive import mask_text
 from ..write_lock import serialized_writes
 from . import retry_policy
+from .deadlines import with_deadlines
 from .envelope import EnvelopeError, OutboundRequest, build_request
 from .health_writes import RecentSuccessWrites, record_health
 from .http_sender import SendResult
@@ -217,9 +219,11 @@ def _record_together(
     finished: list[FinishedAttempt], settings: Settings, recent: RecentSuccessWrites
 ) -> list[AttemptReport]:
     with serialized_writes():
+        finished = with_deadlines(db.session.connection(), finished)  # per-type deadlines
         recorded = finish_attempts([(f.work.claim, f.row, f.outcome) for f in finished])
         kept = [item for item, ok in zip(finished, recorded, strict=True) if ok]
         record_health(kept, settings, recent)
+        announce_exhausted(kept)  # operational events
         db.session.commit()
     return [_report(item) for item in kept]
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -67,6 +68,11 @@ class Endpoint(db.Model):
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_attempt_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_attempt_error: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # Operational events (services/operational_events.py): when endpoint.failing last went
+    # out (at most once an hour), and whether the streak it announced still runs (the
+    # first success after it sends endpoint.recovered).
+    failing_notified_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    failing_announced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -45,6 +45,7 @@ def seed_catalog(catalog: dict | None = None) -> dict[str, int]:
                     description=item.get("description", ""),
                     example_payload=item.get("example", {}),
                     json_schema=item.get("schema"),
+                    expires_after_seconds=item.get("expires_after_seconds"),
                 )
             )
             types.add(item["name"])

@@ -23,7 +23,48 @@ def _snapshot(event_type: EventType) -> dict:
         "category": event_type.category.name,
         "description": event_type.description,
         "archived": event_type.archived,
+        "expires_after_seconds": event_type.expires_after_seconds,
     }
+
+
+# A deadline shorter than a minute leaves no room for a single retry; longer than the
+# longest retry schedule anyone runs (30 days) is no deadline at all.
+DEADLINE_MIN_SECONDS = 60
+DEADLINE_MAX_SECONDS = 30 * 24 * 3600
+
+
+def check_deadline(seconds: int | None) -> int | None:
+    """The deadline as stored; CatalogError for one out of range. None: no deadline."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise CatalogError({"expires_after_seconds": "must be a whole number of seconds"})
+    if not DEADLINE_MIN_SECONDS <= seconds <= DEADLINE_MAX_SECONDS:
+        raise CatalogError(
+            {
+                "expires_after_seconds": f"must be {DEADLINE_MIN_SECONDS} to "
+                f"{DEADLINE_MAX_SECONDS} seconds (30 days), or empty for no deadline"
+            }
+        )
+    return seconds
+
+
+def set_deadline(event_type: EventType, seconds: int | None, actor: str) -> EventType:
+    """Set or clear the type's delivery deadline (applies to events received from now:
+    an event's deadline is fixed when it arrives)."""
+    before = _snapshot(event_type)
+    event_type.expires_after_seconds = check_deadline(seconds)
+    db.session.flush()
+    if before["expires_after_seconds"] != event_type.expires_after_seconds:
+        record_audit(
+            actor,
+            "catalog.event_type_deadline",
+            "event_type",
+            event_type.id,
+            before,
+            _snapshot(event_type),
+        )
+    return event_type
 
 
 def add_category(name: str, description: str, actor: str) -> Category:
@@ -53,7 +94,12 @@ def _category(name: str) -> Category:
 
 
 def add_event_type(
-    name: str, category: str, description: str, example: dict, actor: str
+    name: str,
+    category: str,
+    description: str,
+    example: dict,
+    actor: str,
+    expires_after_seconds: int | None = None,
 ) -> EventType:
     if db.session.scalar(select(EventType).where(EventType.name == name)):
         raise CatalogError({"name": f"an event type named {name!r} already exists"})
@@ -62,6 +108,7 @@ def add_event_type(
         category=_category(category),
         description=description.strip(),
         example_payload=example,
+        expires_after_seconds=check_deadline(expires_after_seconds),
     )
     db.session.add(event_type)
     db.session.flush()
@@ -78,9 +125,13 @@ def update_event_type(
     example: dict,
     archived: bool,
     actor: str,
+    expires_after_seconds: int | None | object = ...,
 ) -> EventType:
-    """The name stays: producers and receivers know event types by it."""
+    """The name stays: producers and receivers know event types by it. The deadline is
+    left as it is unless given (None clears it)."""
     before = _snapshot(event_type)
+    if expires_after_seconds is not ...:
+        event_type.expires_after_seconds = check_deadline(expires_after_seconds)
     event_type.category = _category(category)
     event_type.description = description.strip()
     event_type.example_payload = example

@@ -14,6 +14,7 @@ from ..config import ENDPOINT_TIMEOUT_MAX
 from ..delivery.destination import DestinationRejected, check_url
 from ..extensions import db
 from ..models import DISABLED_MANUAL, Category, Endpoint, EventType
+from . import operational_events
 from .audit import record_audit
 from .delivery_state import cancel_waiting_deliveries, held_deliveries
 from .endpoint_secrets import decrypt_header_values, encrypt_header_values, issue_secret
@@ -171,6 +172,7 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
         actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_snapshot(endpoint)
     )
     log.info("endpoint created endpoint_id=%s", endpoint.id)
+    operational_events.endpoint_changed(operational_events.ENDPOINT_CREATED, endpoint, actor)
     return endpoint, secret
 
 
@@ -179,8 +181,11 @@ def update_endpoint(endpoint: Endpoint, data: EndpointInput, actor: str) -> Endp
     before = endpoint_snapshot(endpoint)
     _apply(endpoint, resolved)
     db.session.flush()
-    record_audit(
-        actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_snapshot(endpoint)
+    after = endpoint_snapshot(endpoint)
+    record_audit(actor, "endpoint.update", "endpoint", endpoint.id, before, after)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    operational_events.endpoint_changed(
+        operational_events.ENDPOINT_UPDATED, endpoint, actor, {"changed": changed}
     )
     return endpoint
 
@@ -203,6 +208,7 @@ def disable_endpoint(endpoint: Endpoint, actor: str, note: str | None = None) ->
         {"enabled": True},
         {"enabled": False, "reason": DISABLED_MANUAL},
     )
+    operational_events.endpoint_disabled(endpoint.id, DISABLED_MANUAL, note, actor)
 
 
 def enable_endpoint(endpoint: Endpoint, actor: str) -> list[tuple[int, int]]:
@@ -235,6 +241,7 @@ def delete_endpoint(endpoint: Endpoint, actor: str) -> int:
         before,
         {"deleted": True, "cancelled_deliveries": cancelled},
     )
+    operational_events.endpoint_changed(operational_events.ENDPOINT_DELETED, endpoint, actor)
     return cancelled
 
 

@@ -32,6 +32,7 @@ def event_type_form(event_type: EventType | None = None) -> EventTypeForm:
         form.description.data = event_type.description
         form.example_payload.data = json.dumps(event_type.example_payload or {}, indent=2)
         form.archived.data = event_type.archived
+        form.expires_after_seconds.data = event_type.expires_after_seconds
     return form
 
 
@@ -99,6 +100,7 @@ def create_event_type():
             form.description.data or "",
             parse_example(form),
             actor(),
+            expires_after_seconds=form.expires_after_seconds.data,
         )
     except CatalogError as exc:
         db.session.rollback()
@@ -125,6 +127,7 @@ def edit_event_type(type_id: int):
                 parse_example(form),
                 form.archived.data,
                 actor(),
+                expires_after_seconds=form.expires_after_seconds.data,
             )
             db.session.commit()
             return done(f"Event type {event_type.name} saved.", url_for("catalog.index"))

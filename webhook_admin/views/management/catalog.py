@@ -56,7 +56,12 @@ def create_type(json: s.EventTypeCreate):
     """Add an event type to a category."""
     try:
         event_type = add_event_type(
-            json.name, json.category, json.description, json.example_payload, actor()
+            json.name,
+            json.category,
+            json.description,
+            json.example_payload,
+            actor(),
+            expires_after_seconds=json.expires_after_seconds,
         )
     except CatalogError as exc:
         raise invalid(exc) from None
@@ -78,6 +83,7 @@ def update_type(name: str, json: s.EventTypePatch):
             sent.get("example_payload", event_type.example_payload or {}),
             sent.get("archived", event_type.archived),
             actor(),
+            expires_after_seconds=sent.get("expires_after_seconds", ...),
         )
     except CatalogError as exc:
         raise invalid(exc) from None

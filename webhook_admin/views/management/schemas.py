@@ -260,7 +260,41 @@ class EventPage(BaseModel):
     next: str | None
 
 
+OUTCOMES = (
+    "delivered, pending, failed, expired or cancelled (a delivery exists; `delivery_id`), "
+    "would_deliver, or the first rule the endpoint fails: deleted, created_after_event, "
+    "not_subscribed, merchant_mismatch, disabled, type_archived, unknown_type, test_event"
+)
+
+
+class Explanation(BaseModel):
+    endpoint_id: int
+    endpoint_url: str
+    outcome: str = Field(description=OUTCOMES)
+    would_deliver: bool = Field(description="fan-out's rules pass for it now")
+    reasons: list[str] = Field(description="every rule it fails now, in reading order")
+    detail: str = Field(description="the answer in words")
+    delivery_id: int | None
+    delivery_status: str | None
+
+
+class EventExplanation(BaseModel):
+    event_id: str
+    event_type: str
+    endpoints: list[Explanation] = Field(description="every endpoint, deleted ones too")
+
+
+class ExplainQuery(Query):
+    event_id: Annotated[str, Field(min_length=1, max_length=255)]
+
+
 # Catalog
+
+DEADLINE = (
+    "a delivery not made by occurred_at + this many seconds gets no more automatic tries "
+    "and becomes expired; null: no deadline"
+)
+Deadline = Annotated[int, Field(ge=60, le=30 * 24 * 3600, description=DEADLINE)]
 
 
 class EventType(BaseModel):
@@ -270,6 +304,7 @@ class EventType(BaseModel):
     archived: bool
     example_payload: dict[str, Any]
     json_schema: dict[str, Any] | None
+    expires_after_seconds: int | None = Field(description=DEADLINE)
 
 
 class EventTypeList(BaseModel):
@@ -281,6 +316,7 @@ class EventTypeCreate(Body):
     category: str = Field(max_length=80)
     description: str = Field("", max_length=2000)
     example_payload: dict[str, Any] = Field(default_factory=dict)
+    expires_after_seconds: Deadline | None = None
 
 
 class EventTypePatch(Patch):
@@ -290,6 +326,7 @@ class EventTypePatch(Patch):
     description: str = Field(None, max_length=2000)
     example_payload: dict[str, Any] = Field(None)
     archived: bool = Field(None)
+    expires_after_seconds: Deadline | None = Field(None, description=DEADLINE + "; null clears it")
 
 
 class Category(BaseModel):
