@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus, Endpoint, Event
+from . import alerts_mail
 from .fanout import create_deliveries, type_and_subscribers
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def _iso(value: datetime | None) -> str | None:
 def emit(type_name: str, data: dict, about_endpoint_id: int | None = None) -> str | None:
     """Store an operational event and a delivery per subscriber (not the endpoint it is
     about); returns its id, or None when nobody is to get it. Queued after commit."""
+    alerts_mail.queue_alert(db.session, type_name, data)  # admins' email, if configured
     connection = db.session.connection()
     routing = type_and_subscribers(connection, type_name, None)
     if routing is None or routing.archived:
@@ -106,11 +108,13 @@ def _queue_after_commit(session) -> None:
         from ..queues import enqueue_deliveries
 
         enqueue_deliveries(pending)  # False on a Redis outage: the sweeper sends them
+    alerts_mail.enqueue_pending(session)
 
 
 @sa_event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session) -> None:
     session.info.pop(_PENDING_KEY, None)
+    session.info.pop(alerts_mail.PENDING_KEY, None)
 
 
 def endpoint_facts(endpoint_id: int) -> dict:
