@@ -28,10 +28,16 @@ def upgrade():
         "endpoints",
         sa.Column("failing_announced", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
+    op.add_column("endpoints", sa.Column("cert_not_after", sa.DateTime(), nullable=True))
+    op.add_column("endpoints", sa.Column("cert_issuer", sa.String(length=500), nullable=True))
+    op.add_column("endpoints", sa.Column("cert_serial", sa.String(length=100), nullable=True))
+    op.add_column("endpoints", sa.Column("cert_warned_days", sa.Integer(), nullable=True))
 
 
 def downgrade():
     # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+), as in 0004.
+    for column in ("cert_warned_days", "cert_serial", "cert_issuer", "cert_not_after"):
+        op.drop_column("endpoints", column)
     op.drop_column("endpoints", "failing_announced")
     op.drop_column("endpoints", "failing_notified_at")
     op.drop_column("events", "expires_at")

@@ -78,3 +78,10 @@ def test_a_deadline_is_set_checked_and_cleared_through_the_api(admin_api, read_a
         entry.before["expires_after_seconds"] == 900
         and entry.after["expires_after_seconds"] is None
     )
+
+
+def test_a_non_ascii_category_name_sent_twice_is_a_422_not_a_500(admin_api):
+    """SQLite's lower() folds ASCII only: the exact name must be checked too."""
+    body = {"name": "Õrders Ü"}
+    assert admin_api.post("/api/v1/categories", json=body).status_code == 201
+    assert_problem(admin_api.post("/api/v1/categories", json=body), 422)

@@ -18,7 +18,7 @@ from ..services.delivery_state import Claim, Outcome, claim_deliveries, finish_a
 from ..services.operational_events import announce_exhausted
 from ..services.sensitive import mask_text
 from ..write_lock import serialized_writes
-from . import retry_policy
+from . import certificates, retry_policy
 from .deadlines import with_deadlines
 from .envelope import EnvelopeError, OutboundRequest, build_request
 from .health_writes import RecentSuccessWrites, record_health
@@ -171,6 +171,7 @@ def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttem
             recorded_body=work.recorded_body,
         )
         result = sender.post(endpoint.url, request.body, request.headers, timeout=timeout)
+        certificates.note(endpoint.id, certificates.take_handshake(endpoint.url))
     outcome = decide(settings, claim, result, started_at)
     row = attempt_row(endpoint.id, endpoint.url, claim, request, result, started_at)
     return FinishedAttempt(work, row, outcome, started_at)
@@ -224,6 +225,7 @@ def _record_together(
         kept = [item for item, ok in zip(finished, recorded, strict=True) if ok]
         record_health(kept, settings, recent)
         announce_exhausted(kept)  # operational events
+        certificates.write_pending(db.session.connection())  # new TLS certificates seen
         db.session.commit()
     return [_report(item) for item in kept]
 

@@ -38,6 +38,7 @@ from urllib3.poolmanager import PoolManager, ProxyManager, proxy_from_url
 from urllib3.util import make_headers, parse_url
 from urllib3.util.ssl_match_hostname import CertificateError
 
+from webhook_admin.delivery import certificates
 from webhook_admin.delivery.destination import (
     DestinationRejected,
     DnsError,
@@ -189,6 +190,7 @@ class _HTTPSConnection(HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         _check_not_expired(self)
+        certificates.note_handshake(self.sock, self.server_hostname)  # once per connection
 
 
 class _PoolMixin:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from ..extensions import db
 from ..models import Category, EventType
@@ -69,7 +69,13 @@ def set_deadline(event_type: EventType, seconds: int | None, actor: str) -> Even
 
 def add_category(name: str, description: str, actor: str) -> Category:
     name = name.strip()
-    exists = db.session.scalar(select(Category).where(func.lower(Category.name) == name.lower()))
+    # Exact or case-insensitive: SQLite's lower() folds ASCII only, so a non-ASCII name
+    # sent twice would pass the second check alone and hit the unique index (a 500).
+    exists = db.session.scalar(
+        select(Category).where(
+            or_(Category.name == name, func.lower(Category.name) == name.lower())
+        )
+    )
     if exists:
         raise CatalogError({"name": f"a category named {name!r} already exists"})
     category = Category(name=name, description=description.strip())

@@ -113,6 +113,12 @@ def duration(seconds: int | None) -> str:
     return f"{seconds} s"
 
 
+def host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -150,6 +156,7 @@ def register_common(app: Flask) -> None:
         pretty_json=pretty_json,
         when=when,
         duration=duration,
+        host=host,
     )
     app.jinja_env.globals.update(
         htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES, audit_diff=audit_diff, now=utcnow
