@@ -169,3 +169,15 @@ def test_events_emit_posts_a_signed_event_to_the_running_app(app, cli, live_serv
 
     assert db.session.get(Event, "evt_emitted").data == valid_data(amount=5)
     assert db.session.scalar(select(Delivery.endpoint_id)) == endpoint["id"]
+
+
+def test_catalog_deadline_shows_sets_and_clears(app, cli):
+    shown = json.loads(invoke(cli, "catalog", "deadline", "transaction.approved", "--json").output)
+    assert shown == {"event_type": "transaction.approved", "expires_after_seconds": 3600}
+    invoke(cli, "catalog", "deadline", "refund.created", "900")
+    assert "refund.created: 900 s" in invoke(cli, "catalog", "deadline", "refund.created").output
+    invoke(cli, "catalog", "deadline", "refund.created", "none")
+    assert "no deadline" in invoke(cli, "catalog", "deadline", "refund.created").output
+    bad = cli.invoke(args=["catalog", "deadline", "refund.created", "10"])
+    assert bad.exit_code != 0 and "60 to 2592000" in bad.output
+    assert cli.invoke(args=["catalog", "deadline", "no.such", "600"]).exit_code != 0

@@ -222,6 +222,36 @@ def catalog_docs_export(out_dir, fmt, as_json) -> None:
     emit({"files": written}, as_json, f"wrote {page} and {len(written) - 1} JSON Schema files")
 
 
+@catalog_cli.command("deadline")
+@click.argument("event_type")
+@click.argument("seconds", required=False)
+@json_option
+def catalog_deadline(event_type, seconds, as_json) -> None:
+    """Show, set (SECONDS) or clear ('none') an event type's delivery deadline: a delivery
+    not made by occurred_at + SECONDS gets no more automatic tries and becomes expired."""
+    from .models import EventType
+    from .services.catalog_admin import CatalogError, set_deadline
+
+    found = db.session.scalar(select(EventType).where(EventType.name == event_type))
+    if found is None:
+        fail(f"no event type named {event_type!r}")
+    if seconds is not None:
+        if seconds.lower() == "none":
+            value = None
+        elif seconds.isdigit():
+            value = int(seconds)
+        else:
+            fail(f"SECONDS must be a whole number of seconds or 'none', not {seconds!r}")
+        try:
+            set_deadline(found, value, CLI_ACTOR)
+        except CatalogError as exc:
+            fail(str(exc))
+        db.session.commit()
+    result = {"event_type": found.name, "expires_after_seconds": found.expires_after_seconds}
+    text = found.expires_after_seconds and f"{found.expires_after_seconds} s" or "no deadline"
+    emit(result, as_json, f"{found.name}: {text}")
+
+
 @endpoints_cli.command("add")
 @click.argument("url")
 @click.option("--event", "events", multiple=True, help="event type to subscribe to (repeat)")

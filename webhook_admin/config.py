@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 # The longest timeout an endpoint may set for itself (services/endpoints.py checks it).
@@ -49,6 +50,38 @@ def parse_rate_limit(name: str, raw: str) -> str:
     """A limit such as `600/minute` or `10 per second` (one limit, Flask-Limiter's notation)."""
     if not RATE_LIMIT.match(raw):
         raise ConfigError(f"{name} must be a limit like 600/minute, got {raw!r}")
+    return raw.strip()
+
+
+class SmtpUrlError(ConfigError):
+    """SMTP_URL is malformed (the message never echoes its password)."""
+
+
+def smtp_parts(raw: str) -> dict:
+    """SMTP_URL's parts; SmtpUrlError naming what is wrong (never echoing a password)."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("smtp", "smtps"):
+        raise SmtpUrlError("SMTP_URL must start with smtp:// or smtps://")
+    if not parts.hostname:
+        raise SmtpUrlError("SMTP_URL needs a host: smtp://host:port")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 587)
+    except ValueError:
+        raise SmtpUrlError("SMTP_URL has a port that is not a number") from None
+    query = parse_qs(parts.query)
+    starttls = query.get("starttls", ["1" if port == 587 else "0"])[0].lower() in ("1", "true")
+    return {
+        "tls": parts.scheme == "smtps",
+        "starttls": starttls,
+        "host": parts.hostname,
+        "port": port,
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
+
+
+def parse_smtp_url(name: str, raw: str) -> str:
+    smtp_parts(raw)  # refused at start, not at the first alert
     return raw.strip()
 
 
@@ -131,6 +164,11 @@ class Settings:
     endpoint_burst: int = 4  # times the cap, on idle threads (endpoint_gate.py)
     retention_days: int = 30
     disable_after_hours: float = 120.0
+    # endpoint.failing (an operational event) once this many tries in a row failed.
+    failing_threshold: int = 5
+    # Alert email to admins (services/alerts_mail.py); none without SMTP_URL.
+    smtp_url: str | None = field(default=None, repr=False)  # may hold a password
+    alert_email_from: str | None = None
     ca_bundle: str | None = None
     egress_proxy: str | None = None
     # /metrics: a bearer token; when unset, loopback only in production (docs/operations.md).
@@ -350,6 +388,9 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         endpoint_burst=optional("WEBHOOK_ENDPOINT_BURST", parse_positive_int, 4),
         retention_days=optional("WEBHOOK_RETENTION_DAYS", parse_positive_int, 30),
         disable_after_hours=optional("WEBHOOK_DISABLE_AFTER_HOURS", parse_positive_float, 120.0),
+        failing_threshold=optional("WEBHOOK_FAILING_THRESHOLD", parse_positive_int, 5),
+        smtp_url=optional("SMTP_URL", parse_smtp_url, None),
+        alert_email_from=environ.get("ALERT_EMAIL_FROM", "").strip() or None,
         ca_bundle=environ.get("WEBHOOK_CA_BUNDLE") or None,
         egress_proxy=environ.get("WEBHOOK_EGRESS_PROXY") or None,
         metrics_token=environ.get("METRICS_TOKEN", "").strip() or None,

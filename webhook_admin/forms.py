@@ -7,6 +7,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
     EmailField,
+    IntegerField,
     PasswordField,
     SelectField,
     StringField,
@@ -70,6 +71,10 @@ class EventTypeForm(FlaskForm):
     example_payload = TextAreaField("Example payload (JSON)", validators=[Optional()])
     json_schema = TextAreaField("JSON Schema of data (Draft 2020-12)", validators=[Optional()])
     archived = BooleanField("Archived")
+    expires_after_seconds = IntegerField(
+        "Delivery deadline (seconds after the event occurred; empty: none)",
+        validators=[Optional()],
+    )
 
 
 def parse_endpoint_form(form: MultiDict) -> tuple[EndpointInput, dict[str, str]]:

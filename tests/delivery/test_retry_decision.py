@@ -90,7 +90,11 @@ def test_storable_body_is_utf8_without_nul_and_capped(raw, limit):
     stored.encode("utf-8")
 
 
-@given(st.dictionaries(st.text(max_size=40), st.text(max_size=9000), max_size=30))
+# Any name but the marker itself (it has parentheses: never a real header's name).
+HEADER_NAMES = st.text(max_size=40).filter(lambda name: name != TRUNCATED_HEADER)
+
+
+@given(st.dictionaries(HEADER_NAMES, st.text(max_size=9000), max_size=30))
 def test_stored_headers_stay_within_the_limit_and_say_what_was_left_out(headers):
     stored = storable_headers(headers)
     marker = stored.pop(TRUNCATED_HEADER, None)

@@ -55,3 +55,33 @@ def test_read_token_may_not_change_the_catalog(read_api):
     assert_problem(read_api.post("/api/v1/event-types", json=NEW_TYPE), 403)
     patch = {"archived": True}
     assert_problem(read_api.patch("/api/v1/event-types/transaction.approved", json=patch), 403)
+
+
+def test_a_deadline_is_set_checked_and_cleared_through_the_api(admin_api, read_api):
+    seeded = read_api.get("/api/v1/event-types/transaction.approved").get_json()
+    assert seeded["expires_after_seconds"] == 3600  # the catalog file's
+    created = admin_api.post("/api/v1/event-types", json=NEW_TYPE | {"expires_after_seconds": 900})
+    assert created.status_code == 201 and created.get_json()["expires_after_seconds"] == 900
+    body = assert_problem(
+        admin_api.patch("/api/v1/event-types/payout.sent", json={"expires_after_seconds": 30}),
+        422,
+    )
+    assert body["errors"][0]["field"].endswith("expires_after_seconds")
+    kept = admin_api.patch("/api/v1/event-types/payout.sent", json={"description": "d"})
+    assert kept.get_json()["expires_after_seconds"] == 900  # left out: unchanged
+    cleared = admin_api.patch(
+        "/api/v1/event-types/payout.sent", json={"expires_after_seconds": None}
+    )
+    assert cleared.get_json()["expires_after_seconds"] is None
+    entry = db.session.scalar(select(AuditEntry).order_by(AuditEntry.id.desc()))
+    assert (
+        entry.before["expires_after_seconds"] == 900
+        and entry.after["expires_after_seconds"] is None
+    )
+
+
+def test_a_non_ascii_category_name_sent_twice_is_a_422_not_a_500(admin_api):
+    """SQLite's lower() folds ASCII only: the exact name must be checked too."""
+    body = {"name": "Õrders Ü"}
+    assert admin_api.post("/api/v1/categories", json=body).status_code == 201
+    assert_problem(admin_api.post("/api/v1/categories", json=body), 422)

@@ -37,7 +37,8 @@ def test_metrics_count_deliveries_attempts_and_latency(
     for n in range(3):
         post_event(event_id=f"evt_m_{n}")
     settings = app.config["SETTINGS"]
-    app.config["SETTINGS"] = replace(settings, retry_schedule=(3600,))  # the 500 waits an hour
+    # The 500 waits ten minutes (an hour would pass transaction.approved's 1 h deadline).
+    app.config["SETTINGS"] = replace(settings, retry_schedule=(600,))
     run_queued_jobs(app)
     m = scrape(client)
     assert value(m, "webhook_deliveries", status="succeeded") == 2

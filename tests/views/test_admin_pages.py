@@ -108,3 +108,20 @@ def test_events_page_shows_payload_and_fan_out(viewer, endpoint, post_event):
     assert "evt_fan" in viewer.get("/events").get_data(as_text=True)
     html = viewer.get("/events/evt_fan").get_data(as_text=True)
     assert "4242" in html and endpoint.url in html
+
+
+def test_an_event_type_deadline_is_edited_on_the_catalog_page(admin):
+    event_type = db.session.scalar(select(EventType).where(EventType.name == "refund.failed"))
+    form = {"category": "Refunds", "description": "x", "example_payload": "{}"}
+    response = admin.post(
+        f"/catalog/event-types/{event_type.id}/edit", form | {"expires_after_seconds": "5"}
+    )
+    assert response.status_code == 422 and "60 to 2592000 seconds" in response.get_data(
+        as_text=True
+    )
+    admin.post(
+        f"/catalog/event-types/{event_type.id}/edit", form | {"expires_after_seconds": "7200"}
+    )
+    db.session.refresh(event_type)
+    assert event_type.expires_after_seconds == 7200
+    assert "2 h" in admin.get("/catalog").get_data(as_text=True)

@@ -14,10 +14,12 @@ from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, ErrorClass
+from ..services.operational_events import announce_exhausted
 from ..services.sensitive import mask_text
 from ..write_lock import serialized_writes
-from . import claims, retry_policy
+from . import certificates, claims, retry_policy
 from .claims import Claim, Outcome, claim_deliveries, finish_attempts
+from .deadlines import with_deadlines
 from .envelope import EnvelopeError, OutboundRequest, build_request
 from .health_writes import RecentSuccessWrites, record_health
 from .http_sender import SendResult
@@ -132,6 +134,7 @@ def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttem
             recorded_body=work.recorded_body,
         )
         result = sender.post(endpoint.url, request.body, request.headers, timeout=timeout)
+        certificates.note(endpoint.id, certificates.take_handshake(endpoint.url))
     # What the answer (or the error) means for the delivery: the one decision (retry_policy).
     outcome = retry_policy.decide(
         settings.retry_schedule,
@@ -209,9 +212,12 @@ def _record_together(
     finished: list[FinishedAttempt], settings: Settings, recent: RecentSuccessWrites
 ) -> list[AttemptReport]:
     with serialized_writes():
+        finished = with_deadlines(db.session.connection(), finished)  # per-type deadlines
         recorded = finish_attempts([(f.work.claim, f.row, f.outcome) for f in finished])
         kept = [item for item, ok in zip(finished, recorded, strict=True) if ok]
         record_health(kept, settings, recent)
+        announce_exhausted(kept)  # operational events
+        certificates.write_pending(db.session.connection())  # new TLS certificates seen
         db.session.commit()
     return [_report(item) for item in kept]
 

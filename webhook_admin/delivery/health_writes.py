@@ -17,6 +17,7 @@ from collections import defaultdict
 from datetime import datetime
 
 from ..config import Settings
+from ..services import operational_events
 from ..services.endpoint_health import (
     auto_disable_if_failing_too_long,
     disable_if_gone,
@@ -69,3 +70,8 @@ def _record_one(item, settings: Settings, recent: RecentSuccessWrites) -> None:
     if not succeeded:
         disable_if_gone(endpoint.id, status_code)
         auto_disable_if_failing_too_long(endpoint.id, settings.disable_after_hours)
+        operational_events.after_failure(endpoint.id, settings.failing_threshold)
+    else:
+        operational_events.after_success(
+            endpoint.id, health.consecutive_failures, health.failing_since
+        )

@@ -20,7 +20,9 @@ from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids, r
 from ..services.data_protection import purge_delivered
 from ..services.retention import purge_expired
 from ..worker_presence import last_run_key
+from .certificates import warn_expiring
 from .claims import due_deliveries
+from .deadlines import expire_overdue
 from .lease_recovery import recover_expired_leases
 from .runner import follow_up
 
@@ -50,6 +52,7 @@ def sweep_once() -> dict:
         for r in recovered
         if r.status == DeliveryStatus.RETRYING
     )
+    expired = expire_overdue(db.session.connection(), utcnow())  # per-type deadlines
     cutoff = utcnow() - timedelta(seconds=GRACE_SECONDS)
     due = due_deliveries(cutoff, BATCH)
     db.session.commit()
@@ -58,10 +61,17 @@ def sweep_once() -> dict:
         orphans = [ref for ref in due if ref[0] not in live]
         if orphans and enqueue_deliveries(orphans, RETRY_QUEUE):
             requeued += len(orphans)
-    stats = {"recovered": len(recovered), "requeued": requeued}
+    certificates = warn_expiring(utcnow())  # endpoint.certificate_expiring at 14 and 3 days
+    db.session.commit()
+    stats = {
+        "recovered": len(recovered),
+        "requeued": requeued,
+        "expired": expired,
+        "certificates": certificates,
+    }
     get_redis().set(last_run_key(), f"{time.time():.0f}")
-    if recovered or requeued:
-        log.info("sweep recovered=%d requeued=%d", stats["recovered"], requeued)
+    if recovered or requeued or expired:
+        log.info("sweep recovered=%d requeued=%d expired=%d", len(recovered), requeued, expired)
     return stats
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from . import certificates
+
 
 # The deadline of the post under way on this thread (None between posts): the sender sets
 # `current.deadline`, which has `bind(conn)`, `unbind(conn)` and `expired`. A connection is
@@ -46,6 +48,7 @@ class _HTTPSConnection(HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         _check_not_expired(self)
+        certificates.note_handshake(self.sock, self.server_hostname)  # once per connection
 
 
 class _DeadlineBinding:

@@ -44,6 +44,9 @@ class EventType(db.Model):
     purge_after_delivery: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # The deadline: a delivery not made by occurred_at + this many seconds gets no more
+    # automatic tries and becomes `expired`. NULL: no deadline (the retry schedule alone).
+    expires_after_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     category: Mapped[Category] = relationship(back_populates="event_types")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     literal_column,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -35,6 +36,8 @@ endpoint_event_types = Table(
 DISABLED_MANUAL = "manual"
 DISABLED_GONE = "gone"  # the receiver answered 410 Gone
 DISABLED_AUTO = "auto"  # failed every attempt for too long
+CERT_WARNING_DAYS = 14  # the pages warn when the receiver's certificate expires sooner
+DNS_WARNING_AFTER = 2  # tries in a row whose host name did not resolve
 
 
 class Endpoint(db.Model):
@@ -68,6 +71,17 @@ class Endpoint(db.Model):
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_attempt_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_attempt_error: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # Operational events (services/operational_events.py): when endpoint.failing last went
+    # out (at most once an hour), and whether the streak it announced still runs (the
+    # first success after it sends endpoint.recovered).
+    failing_notified_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    failing_announced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The receiver's TLS certificate as the last new connection saw it (delivery/
+    # certificates.py), and the warning stage (14, 3 days) already announced for it.
+    cert_not_after: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    cert_issuer: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    cert_serial: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    cert_warned_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -91,6 +105,26 @@ class Endpoint(db.Model):
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.id} {self.url}>"
+
+    @property
+    def cert_days_left(self) -> int | None:
+        """Whole days until the certificate expires (negative: expired); None: none seen."""
+        if self.cert_not_after is None:
+            return None
+        return (self.cert_not_after - utcnow()).days
+
+    @property
+    def cert_expires_soon(self) -> bool:
+        days = self.cert_days_left
+        return days is not None and days < CERT_WARNING_DAYS
+
+    @property
+    def dns_failing(self) -> bool:
+        """The host name did not resolve on the last tries: its own warning, not a 5xx."""
+        return (
+            self.last_attempt_error == "dns"
+            and (self.consecutive_failures or 0) >= DNS_WARNING_AFTER
+        )
 
 
 # The SET values that say an UPDATE writes an endpoint's health and nothing of its

@@ -32,11 +32,14 @@ class DeliveryStatus:
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Not delivered by its event type's deadline (occurred_at + expires_after_seconds): no
+    # more automatic tries. Counted apart from failed (the receiver may be fine).
+    EXPIRED = "expired"
 
-    ALL = (PENDING, IN_FLIGHT, RETRYING, SUCCEEDED, FAILED, CANCELLED)
+    ALL = (PENDING, IN_FLIGHT, RETRYING, SUCCEEDED, FAILED, CANCELLED, EXPIRED)
     # Waiting for a try: what a worker may claim and the sweeper watches.
     WAITING = (PENDING, RETRYING)
-    FINAL = (SUCCEEDED, FAILED, CANCELLED)
+    FINAL = (SUCCEEDED, FAILED, CANCELLED, EXPIRED)
 
 
 class Trigger:
@@ -81,6 +84,8 @@ class Event(db.Model):
     # (then sensitive_purged_at says when).
     sensitive_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     sensitive_purged_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # occurred_at + its type's expires_after_seconds, fixed at ingest; NULL: no deadline.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="event")
 

@@ -18,18 +18,25 @@ from .delivery_state import request_retry
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
-# What a person may send again: failed, succeeded (on purpose), or a retrying one sooner.
-RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.RETRYING)
+# What a person may send again: failed, succeeded (on purpose), a retrying one sooner, or an
+# expired one (past its type's deadline: a person decides it is still worth sending).
+RETRYABLE = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SUCCEEDED,
+    DeliveryStatus.RETRYING,
+    DeliveryStatus.EXPIRED,
+)
 
 
 class RetryRefused(ValueError):
-    """The delivery cannot be retried now (in flight, pending, cancelled, expired)."""
+    """The delivery cannot be retried now (in flight, pending, cancelled, or its data erased)."""
 
 
 def retry_delivery(delivery: Delivery, actor: str, remote_addr: str | None = None) -> int:
     """Make one delivery due now (trigger manual) and audit it; returns the attempts made
     before, for the caller to enqueue `(id, attempts)` after its commit."""
     attempts_made = delivery.attempts_count
+    was_expired = delivery.status == DeliveryStatus.EXPIRED
     purged = purged_reason(delivery.event_id)
     if purged:
         raise RetryRefused(purged)
@@ -41,7 +48,9 @@ def retry_delivery(delivery: Delivery, actor: str, remote_addr: str | None = Non
         "delivery",
         delivery.id,
         None,
-        {"event_id": delivery.event_id, "endpoint_id": delivery.endpoint_id},
+        {"event_id": delivery.event_id, "endpoint_id": delivery.endpoint_id}
+        # Past the deadline: the audit says a person chose to send it anyway.
+        | ({"was_expired": True} if was_expired else {}),
         remote_addr=remote_addr,
     )
     return attempts_made

@@ -49,6 +49,7 @@ def seed_catalog(catalog: dict | None = None) -> dict[str, int]:
                     trigger_condition=item.get("trigger_condition", ""),
                     example_payload=item.get("example", {}),
                     json_schema=item.get("schema"),
+                    expires_after_seconds=item.get("expires_after_seconds"),
                 )
             )
             types.add(item["name"])

@@ -28,6 +28,7 @@ def _snapshot(event_type: EventType) -> dict:
         "trigger_condition": event_type.trigger_condition or "",
         "archived": event_type.archived,
         "json_schema": event_type.json_schema,
+        "expires_after_seconds": event_type.expires_after_seconds,
     }
 
 
@@ -67,9 +68,55 @@ def subscribed_endpoints(event_type: EventType) -> list[Endpoint]:
     )
 
 
+# A deadline shorter than a minute leaves no room for a single retry; longer than the
+# longest retry schedule anyone runs (30 days) is no deadline at all.
+DEADLINE_MIN_SECONDS = 60
+DEADLINE_MAX_SECONDS = 30 * 24 * 3600
+
+
+def check_deadline(seconds: int | None) -> int | None:
+    """The deadline as stored; CatalogError for one out of range. None: no deadline."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise CatalogError({"expires_after_seconds": "must be a whole number of seconds"})
+    if not DEADLINE_MIN_SECONDS <= seconds <= DEADLINE_MAX_SECONDS:
+        raise CatalogError(
+            {
+                "expires_after_seconds": f"must be {DEADLINE_MIN_SECONDS} to "
+                f"{DEADLINE_MAX_SECONDS} seconds (30 days), or empty for no deadline"
+            }
+        )
+    return seconds
+
+
+def set_deadline(event_type: EventType, seconds: int | None, actor: str) -> EventType:
+    """Set or clear the type's delivery deadline (applies to events received from now:
+    an event's deadline is fixed when it arrives)."""
+    before = _snapshot(event_type)
+    event_type.expires_after_seconds = check_deadline(seconds)
+    db.session.flush()
+    if before["expires_after_seconds"] != event_type.expires_after_seconds:
+        record_audit(
+            actor,
+            "catalog.event_type_deadline",
+            "event_type",
+            event_type.id,
+            before,
+            _snapshot(event_type),
+        )
+    return event_type
+
+
 def add_category(name: str, description: str, actor: str) -> Category:
     name = name.strip()
-    exists = db.session.scalar(select(Category).where(func.lower(Category.name) == name.lower()))
+    # Exact or case-insensitive: SQLite's lower() folds ASCII only, so a non-ASCII name
+    # sent twice would pass the second check alone and hit the unique index (a 500).
+    exists = db.session.scalar(
+        select(Category).where(
+            or_(Category.name == name, func.lower(Category.name) == name.lower())
+        )
+    )
     if exists:
         raise CatalogError({"name": f"a category named {name!r} already exists"})
     category = Category(name=name, description=description.strip())
@@ -101,6 +148,7 @@ def add_event_type(
     actor: str,
     json_schema: dict | None = None,
     trigger_condition: str = "",
+    expires_after_seconds: int | None = None,
 ) -> EventType:
     if db.session.scalar(select(EventType).where(EventType.name == name)):
         raise CatalogError({"name": f"an event type named {name!r} already exists"})
@@ -112,6 +160,7 @@ def add_event_type(
         trigger_condition=trigger_condition.strip(),
         example_payload=example,
         json_schema=json_schema,
+        expires_after_seconds=check_deadline(expires_after_seconds),
     )
     db.session.add(event_type)
     db.session.flush()
@@ -130,12 +179,16 @@ def update_event_type(
     actor: str,
     json_schema=KEEP,
     trigger_condition: str | None = None,
+    expires_after_seconds: int | None | object = ...,
 ) -> EventType:
     """The name stays: producers and receivers know event types by it. `json_schema` None
-    removes the schema (the type then accepts any object); KEEP leaves it."""
+    removes the schema (the type then accepts any object); KEEP leaves it. The deadline is
+    left as it is unless given (None clears it)."""
     schema = event_type.json_schema if json_schema is KEEP else json_schema
     check_schema_and_example(schema, example)
     before = _snapshot(event_type)
+    if expires_after_seconds is not ...:
+        event_type.expires_after_seconds = check_deadline(expires_after_seconds)
     event_type.category = _category(category)
     event_type.description = description.strip()
     if trigger_condition is not None:

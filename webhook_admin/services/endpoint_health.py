@@ -11,6 +11,7 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DISABLED_AUTO, DISABLED_GONE, AuditEntry, Endpoint
 from ..models.endpoint import HEALTH_ONLY
+from . import operational_events
 
 log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "system"
@@ -101,6 +102,7 @@ def disable_endpoint_by_system(endpoint_id: int, reason: str, note: str) -> bool
         )
     )
     log.warning("endpoint disabled endpoint_id=%s reason=%s", endpoint_id, reason)
+    operational_events.endpoint_disabled(endpoint_id, reason, note, SYSTEM_ACTOR)
     return True
 
 

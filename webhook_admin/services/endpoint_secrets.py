@@ -75,6 +75,14 @@ def rotate_secret(
         after={"previous_secret_expires_at": expires.isoformat() if expires else None},
         remote_addr=remote_addr,
     )
+    from . import operational_events
+
+    operational_events.endpoint_changed(
+        operational_events.SECRET_ROTATED,
+        endpoint,
+        actor,
+        {"previous_secret_expires_at": expires.isoformat() + "Z" if expires else None},
+    )
     return secret
 
 

@@ -15,6 +15,7 @@ from ..extensions import db
 from ..models import DISABLED_MANUAL, Category, Endpoint, EventType
 from ..shared.destination import DestinationRejected, check_url
 from ..shared.headers import RESERVED_HEADERS
+from . import operational_events
 from .audit import record_audit
 from .delivery_state import cancel_waiting_deliveries, held_deliveries
 from .endpoint_secrets import decrypt_header_values, encrypt_header_values, issue_secret
@@ -160,6 +161,7 @@ def create_endpoint(data: EndpointInput, actor: str) -> tuple[Endpoint, str]:
         actor, "endpoint.create", "endpoint", endpoint.id, None, endpoint_audit_dict(endpoint)
     )
     log.info("endpoint created endpoint_id=%s", endpoint.id)
+    operational_events.endpoint_changed(operational_events.ENDPOINT_CREATED, endpoint, actor)
     return endpoint, secret
 
 
@@ -168,8 +170,11 @@ def update_endpoint(endpoint: Endpoint, data: EndpointInput, actor: str) -> Endp
     before = endpoint_audit_dict(endpoint)
     _apply(endpoint, resolved)
     db.session.flush()
-    record_audit(
-        actor, "endpoint.update", "endpoint", endpoint.id, before, endpoint_audit_dict(endpoint)
+    after = endpoint_audit_dict(endpoint)
+    record_audit(actor, "endpoint.update", "endpoint", endpoint.id, before, after)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    operational_events.endpoint_changed(
+        operational_events.ENDPOINT_UPDATED, endpoint, actor, {"changed": changed}
     )
     return endpoint
 
@@ -192,6 +197,7 @@ def disable_endpoint(endpoint: Endpoint, actor: str, note: str | None = None) ->
         {"enabled": True},
         {"enabled": False, "reason": DISABLED_MANUAL},
     )
+    operational_events.endpoint_disabled(endpoint.id, DISABLED_MANUAL, note, actor)
 
 
 def enable_endpoint(endpoint: Endpoint, actor: str) -> list[tuple[int, int]]:
@@ -224,6 +230,7 @@ def delete_endpoint(endpoint: Endpoint, actor: str) -> int:
         before,
         {"deleted": True, "cancelled_deliveries": cancelled},
     )
+    operational_events.endpoint_changed(operational_events.ENDPOINT_DELETED, endpoint, actor)
     return cancelled
 
 

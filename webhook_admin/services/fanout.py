@@ -20,35 +20,69 @@ from ..models import (
 event_types = EventType.__table__
 
 
+# Why an endpoint gets no delivery of an event, one code per rule of fan-out (explain.py
+# names them to operators). The rules themselves are the SQL clauses below: fan-out ANDs
+# them, explain selects each one, so the two cannot drift apart.
+NOT_SUBSCRIBED = "not_subscribed"
+MERCHANT_MISMATCH = "merchant_mismatch"
+DELETED = "deleted"
+DISABLED = "disabled"
+CREATED_AFTER_EVENT = "created_after_event"
+
+
+def _subscribes(type_id, category_id):
+    """The endpoint names the type, or takes its whole category."""
+    return or_(
+        exists().where(
+            endpoint_event_types.c.endpoint_id == Endpoint.id,
+            endpoint_event_types.c.event_type_id == type_id,
+        ),
+        and_(Endpoint.all_category_events.is_(True), Endpoint.category_id == category_id),
+    )
+
+
+def _merchant_matches(merchant_id):
+    # A NULL merchant compares false here, leaving only endpoints without a filter.
+    return or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == merchant_id)
+
+
+def subscription_rules(type_id, category_id, merchant_id) -> list[tuple[str, object]]:
+    """(reason when false, clause): what the endpoint wants, enabled or not."""
+    return [
+        (NOT_SUBSCRIBED, _subscribes(type_id, category_id)),
+        (MERCHANT_MISMATCH, _merchant_matches(merchant_id)),
+    ]
+
+
+def routing_rules(type_id, category_id, merchant_id, received_at=None) -> list[tuple[str, object]]:
+    """Every rule an endpoint must pass to get a new event's delivery, in the order an
+    operator reads them. `received_at`: asked about an event received then (explain), the
+    endpoint must have existed; at ingest every endpoint there is did, so no clause."""
+    rules = [
+        (DELETED, Endpoint.deleted_at.is_(None)),
+        *subscription_rules(type_id, category_id, merchant_id),
+        (DISABLED, Endpoint.enabled.is_(True)),
+    ]
+    if received_at is not None:
+        rules.insert(1, (CREATED_AFTER_EVENT, Endpoint.created_at <= received_at))
+    return rules
+
+
 def subscription_matches(type_id, category_id, merchant_id):
     """The endpoint subscribes to the type (by name or by whole category) and its merchant
     filter, if any, is the event's merchant; enabled or not (a replay asks while it was off)."""
-    return and_(
-        or_(
-            exists().where(
-                endpoint_event_types.c.endpoint_id == Endpoint.id,
-                endpoint_event_types.c.event_type_id == type_id,
-            ),
-            and_(Endpoint.all_category_events.is_(True), Endpoint.category_id == category_id),
-        ),
-        # A NULL merchant compares false here, leaving only endpoints without a filter.
-        or_(Endpoint.merchant_id.is_(None), Endpoint.merchant_id == merchant_id),
-    )
+    return and_(*(clause for _, clause in subscription_rules(type_id, category_id, merchant_id)))
 
 
 def _subscribed(type_id, category_id, merchant_id):
     """Enabled, live endpoints that subscribe to the event (the rule of every new event)."""
-    return and_(
-        Endpoint.enabled.is_(True),
-        Endpoint.deleted_at.is_(None),
-        subscription_matches(type_id, category_id, merchant_id),
-    )
+    return and_(*(clause for _, clause in routing_rules(type_id, category_id, merchant_id)))
 
 
 # Built once, for ingest (the hottest request of the web app): the event type by name with
 # its subscribers. No row: unknown type; one row with a NULL endpoint: nobody subscribes.
 TYPE_AND_SUBSCRIBERS = (
-    select(event_types.c.archived, Endpoint.id)
+    select(event_types.c.archived, event_types.c.expires_after_seconds, Endpoint.id)
     .select_from(event_types)
     .outerjoin(
         Endpoint,
@@ -63,6 +97,7 @@ TYPE_AND_SUBSCRIBERS = (
 class TypeAndSubscribers:
     archived: bool
     endpoint_ids: list[int]
+    expires_after_seconds: int | None = None
 
 
 def type_and_subscribers(connection, name: str, merchant_id: str | None):
@@ -72,8 +107,8 @@ def type_and_subscribers(connection, name: str, merchant_id: str | None):
     ).all()
     if not rows:
         return None
-    ids = [endpoint_id for _, endpoint_id in rows if endpoint_id is not None]
-    return TypeAndSubscribers(rows[0].archived, ids)
+    ids = [endpoint_id for *_, endpoint_id in rows if endpoint_id is not None]
+    return TypeAndSubscribers(rows[0].archived, ids, rows[0].expires_after_seconds)
 
 
 # Built once: one multi-row INSERT ... RETURNING (SQLAlchemy's insertmanyvalues), no read-back
@@ -83,11 +118,15 @@ INSERT_DELIVERIES = insert(Delivery.__table__).returning(Delivery.__table__.c.id
 
 
 def create_deliveries(
-    event_id: str, endpoint_ids: list[int], trigger: str = Trigger.AUTOMATIC
+    event_id: str,
+    endpoint_ids: list[int],
+    trigger: str = Trigger.AUTOMATIC,
+    status: str = DeliveryStatus.PENDING,
 ) -> list[int]:
     """Insert one waiting delivery per endpoint with a single multi-row INSERT; return their
-    ids (in no particular order)."""
-    return _insert_deliveries([(event_id, endpoint_id) for endpoint_id in endpoint_ids], trigger)
+    ids (in no particular order). `status` expired: the event arrived past its deadline."""
+    pairs = [(event_id, endpoint_id) for endpoint_id in endpoint_ids]
+    return _insert_deliveries(pairs, trigger, status)
 
 
 def create_endpoint_deliveries(
@@ -97,19 +136,23 @@ def create_endpoint_deliveries(
     return _insert_deliveries([(event_id, endpoint_id) for event_id in event_ids], trigger)
 
 
-def _insert_deliveries(pairs: list[tuple[str, int]], trigger: str) -> list[int]:
+def _insert_deliveries(
+    pairs: list[tuple[str, int]], trigger: str, status: str = DeliveryStatus.PENDING
+) -> list[int]:
     if not pairs:
         return []
     now = utcnow()
+    waiting = status == DeliveryStatus.PENDING
     rows = [
         {
             "event_id": event_id,
             "endpoint_id": endpoint_id,
-            "status": DeliveryStatus.PENDING,
+            "status": status,
             "attempts_count": 0,
             "next_trigger": trigger,
-            "next_attempt_at": now,
+            "next_attempt_at": now if waiting else None,
             "created_at": now,
+            "completed_at": None if waiting else now,
         }
         for event_id, endpoint_id in pairs
     ]

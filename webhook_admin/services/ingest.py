@@ -6,14 +6,14 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
 from ..extensions import db
-from ..models import Delivery, Event, EventType
+from ..models import Delivery, DeliveryStatus, Event, EventType
 from . import event_schemas, json_limits, sensitive
 from .fanout import TypeAndSubscribers, create_deliveries, type_and_subscribers
 
@@ -41,6 +41,17 @@ class IngestResult:
 
     def as_json(self) -> dict:
         return {"id": self.event_id, "deliveries": len(self.delivery_ids)}
+
+
+def deadline_of(occurred_at: datetime, expires_after_seconds: int | None) -> datetime | None:
+    """The event's delivery deadline; None without one. Beyond datetime's range (a far
+    future occurred_at), none either."""
+    if expires_after_seconds is None:
+        return None
+    try:
+        return occurred_at + timedelta(seconds=expires_after_seconds)
+    except OverflowError:
+        return None
 
 
 def body_digest(body: bytes) -> str:
@@ -154,6 +165,8 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
             raise
         return existing
     now = utcnow()
+    occurred_at = occurred_at or now
+    expires_at = deadline_of(occurred_at, routing.expires_after_seconds)
     inserted = connection.execute(
         INSERT_NEW_EVENT[connection.dialect.name],
         {
@@ -162,7 +175,8 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
             "data": data,
             "sensitive_encrypted": sealed,
             "merchant_id": payload.get("merchant_id"),
-            "occurred_at": occurred_at or now,
+            "occurred_at": occurred_at,
+            "expires_at": expires_at,
             "received_at": now,
             "body_sha256": digest,
             "source": source,
@@ -174,7 +188,10 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
         if existing is None:
             raise IngestError(f"event {event_id!r} is being accepted, retry", status=409)
         return existing
-    delivery_ids = create_deliveries(event_id, routing.endpoint_ids)
+    # Past its deadline already (it arrived late): kept and shown, never sent automatically.
+    late = expires_at is not None and expires_at <= now
+    status = DeliveryStatus.EXPIRED if late else DeliveryStatus.PENDING
+    delivery_ids = create_deliveries(event_id, routing.endpoint_ids, status=status)
     log.info(
         "event accepted event_id=%s type=%s deliveries=%d",
         event_id,

@@ -36,6 +36,7 @@ def event_type_form(event_type: EventType | None = None) -> EventTypeForm:
         if event_type.json_schema is not None:
             form.json_schema.data = json.dumps(event_type.json_schema, indent=2)
         form.archived.data = event_type.archived
+        form.expires_after_seconds.data = event_type.expires_after_seconds
     return form
 
 
@@ -114,6 +115,7 @@ def create_event_type():
             actor(),
             json_schema=parse_schema(form),
             trigger_condition=form.trigger_condition.data or "",
+            expires_after_seconds=form.expires_after_seconds.data,
         )
     except CatalogError as exc:
         db.session.rollback()
@@ -142,6 +144,7 @@ def edit_event_type(type_id: int):
                 actor(),
                 json_schema=parse_schema(form),
                 trigger_condition=form.trigger_condition.data or "",
+                expires_after_seconds=form.expires_after_seconds.data,
             )
             db.session.commit()
             return done(f"Event type {event_type.name} saved.", url_for("catalog.index"))

@@ -103,6 +103,22 @@ def audit_diff(before: dict | None, after: dict | None) -> list[tuple[str, str, 
     return [(k, show(before, k), show(after, k)) for k in keys if before.get(k) != after.get(k)]
 
 
+def duration(seconds: int | None) -> str:
+    """A deadline in the largest whole unit: 900 -> '15 min', 259200 -> '3 d'."""
+    if not seconds:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -139,6 +155,8 @@ def register_common(app: Flask) -> None:
         pretty_body=pretty_body,
         pretty_json=pretty_json,
         when=when,
+        duration=duration,
+        host=host,
     )
     app.jinja_env.globals.update(
         htmx_config=HTMX_CONFIG, LIVE_STATUSES=LIVE_STATUSES, audit_diff=audit_diff, now=utcnow

@@ -10,6 +10,7 @@ from ..extensions import db
 from ..models import Event
 from ..security_headers import no_store
 from ..services.data_protection import reveal_event_data
+from ..services.explain import explain_event
 from ..services.queries import event_type_names, events_page
 from .common import render
 
@@ -59,4 +60,7 @@ def payload(event_id: str):
 @bp.get("/<path:event_id>")
 @login_required
 def show(event_id: str):
-    return render("events/show.html", "events/show.html", event=load(event_id))
+    event = load(event_id)
+    return render(
+        "events/show.html", "events/show.html", event=event, explanations=explain_event(event)
+    )

@@ -9,6 +9,7 @@ from flask_login import login_required
 
 from ..auth import actor, admin_required
 from ..extensions import db
+from ..models import Event
 from ..queues import enqueue_deliveries
 from ..security_headers import no_store
 from ..services.endpoint_secrets import (
@@ -20,6 +21,7 @@ from ..services.endpoint_secrets import (
 from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
 from ..services.endpoint_test_event import TestEventRefused, send_test_event, subscribed_types
 from ..services.endpoints import enable_endpoint
+from ..services.explain import explain_for_endpoint
 from ..services.queries import DeliveryFilters, deliveries_page
 from .common import done, is_htmx, render_error
 from .webhooks import bp, load, row_context
@@ -43,6 +45,20 @@ def show(endpoint_id: int):
         page=deliveries_page(filters, limit=25),
         filters=filters,
         **row_context(endpoint),
+    )
+
+
+@bp.get("/<int:endpoint_id>/explain")
+@login_required
+def explain(endpoint_id: int):
+    """The "Explain an event" box: why this endpoint did or did not get one event."""
+    endpoint = load(endpoint_id)
+    event_id = request.args.get("event_id", "").strip()
+    event = db.session.get(Event, event_id) if 0 < len(event_id) <= 255 else None
+    answer = explain_for_endpoint(event, endpoint.id) if event is not None else None
+    template = "webhooks/_explain.html" if is_htmx() else "webhooks/explain.html"
+    return render_template(
+        template, endpoint=endpoint, event_id=event_id, event=event, answer=answer
     )
 
 

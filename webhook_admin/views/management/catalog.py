@@ -68,6 +68,7 @@ def create_type(json: s.EventTypeCreate):
             actor(),
             json_schema=json.json_schema,
             trigger_condition=json.trigger_condition,
+            expires_after_seconds=json.expires_after_seconds,
         )
     except CatalogError as exc:
         raise invalid(exc) from None
@@ -93,6 +94,7 @@ def update_type(name: str, json: s.EventTypePatch):
             actor(),
             json_schema=sent.get("json_schema", KEEP),
             trigger_condition=sent.get("trigger_condition"),
+            expires_after_seconds=sent.get("expires_after_seconds", ...),
         )
     except CatalogError as exc:
         raise invalid(exc) from None

@@ -11,6 +11,7 @@ from ...extensions import db
 from ...models import Delivery, Event
 from ...queues import enqueue_deliveries
 from ...services.bulk_retry import RetryRefused, retry_delivery
+from ...services.explain import explain_event
 from ...services.queries import DeliveryFilters, deliveries_page, events_page
 from . import bp
 from . import schemas as s
@@ -79,18 +80,33 @@ def list_events(query: s.EventQuery):
     }
 
 
+def find_event(event_id: str, *options) -> Event | None:
+    if len(event_id) > 255 or "\x00" in event_id:
+        return None
+    return db.session.scalar(select(Event).where(Event.id == event_id).options(*options))
+
+
+def load_event(event_id: str, *options) -> Event:
+    event = find_event(event_id, *options)
+    if event is None:
+        raise ApiProblem(404, f"no event with id {event_id!r}")
+    return event
+
+
 @bp.get("/events/<event_id>")
 @api(resp={200: s.EventDetail}, tags=("events",))
 def get_event(event_id: str):
     """One event with its deliveries."""
-    event = None
-    if len(event_id) <= 255 and "\x00" not in event_id:
-        event = db.session.scalar(
-            select(Event)
-            .where(Event.id == event_id)
-            .options(selectinload(Event.deliveries).selectinload(Delivery.event))
-        )
-    if event is None:
-        raise ApiProblem(404, f"no event with id {event_id!r}")
+    event = load_event(event_id, selectinload(Event.deliveries).selectinload(Delivery.event))
     deliveries = sorted(event.deliveries, key=lambda d: d.id)
     return event_out(event) | {"deliveries": [delivery_out(d) for d in deliveries]}
+
+
+@bp.get("/events/<event_id>/explain")
+@api(resp={200: s.EventExplanation}, tags=("events",))
+def explain_event_api(event_id: str):
+    """Every endpoint, with why it got or did not get a delivery of the event (fan-out's
+    own rules; a delivery, when there is one, is the answer)."""
+    event = load_event(event_id)
+    answers = [a.as_json() for a in explain_event(event)]
+    return {"event_id": event.id, "event_type": event.type, "endpoints": answers}

@@ -24,11 +24,13 @@ from ...services.endpoints import (
     get_live_endpoint,
     update_endpoint,
 )
+from ...services.explain import explain_for_endpoint
 from ...services.queries import EndpointFilters, list_endpoints
 from . import bp
 from . import schemas as s
 from .core import actor, after_commit, api
 from .cursors import id_cursor, naive_utc
+from .deliveries import load_event
 from .out import endpoint_out
 from .problems import ApiProblem, field_errors
 
@@ -245,3 +247,11 @@ def stats(endpoint_id: int):
             for h in figures.hours
         ],
     }
+
+
+@bp.get("/endpoints/<int:endpoint_id>/explain")
+@api(query=s.ExplainQuery, resp={200: s.Explanation}, tags=TAGS)
+def explain_endpoint_api(endpoint_id: int, query: s.ExplainQuery):
+    """Why this endpoint got or did not get a delivery of the event `event_id`."""
+    endpoint = load(endpoint_id)
+    return explain_for_endpoint(load_event(query.event_id), endpoint.id).as_json()

@@ -83,6 +83,7 @@ def event_type_out(event_type: EventType) -> dict:
         "archived": event_type.archived,
         "example_payload": event_type.example_payload or {},
         "json_schema": event_type.json_schema,
+        "expires_after_seconds": event_type.expires_after_seconds,
     }
 
 

@@ -260,7 +260,41 @@ class EventPage(BaseModel):
     next: str | None
 
 
+OUTCOMES = (
+    "delivered, pending, failed, expired or cancelled (a delivery exists; `delivery_id`), "
+    "would_deliver, or the first rule the endpoint fails: deleted, created_after_event, "
+    "not_subscribed, merchant_mismatch, disabled, type_archived, unknown_type, test_event"
+)
+
+
+class Explanation(BaseModel):
+    endpoint_id: int
+    endpoint_url: str
+    outcome: str = Field(description=OUTCOMES)
+    would_deliver: bool = Field(description="fan-out's rules pass for it now")
+    reasons: list[str] = Field(description="every rule it fails now, in reading order")
+    detail: str = Field(description="the answer in words")
+    delivery_id: int | None
+    delivery_status: str | None
+
+
+class EventExplanation(BaseModel):
+    event_id: str
+    event_type: str
+    endpoints: list[Explanation] = Field(description="every endpoint, deleted ones too")
+
+
+class ExplainQuery(Query):
+    event_id: Annotated[str, Field(min_length=1, max_length=255)]
+
+
 # Catalog
+
+DEADLINE = (
+    "a delivery not made by occurred_at + this many seconds gets no more automatic tries "
+    "and becomes expired; null: no deadline"
+)
+Deadline = Annotated[int, Field(ge=60, le=30 * 24 * 3600, description=DEADLINE)]
 
 
 class EventType(BaseModel):
@@ -271,6 +305,7 @@ class EventType(BaseModel):
     archived: bool
     example_payload: dict[str, Any]
     json_schema: dict[str, Any] | None
+    expires_after_seconds: int | None = Field(description=DEADLINE)
     subscribed_endpoints: list[int] | None = Field(
         None, description="ids of the live endpoints that receive it (one event type only)"
     )
@@ -291,6 +326,7 @@ class EventTypeCreate(Body):
         description="JSON Schema (Draft 2020-12) of `data`, enforced at ingest; "
         "null: any object is accepted",
     )
+    expires_after_seconds: Deadline | None = None
 
 
 class EventTypePatch(Patch):
@@ -304,6 +340,7 @@ class EventTypePatch(Patch):
         None, description="a new JSON Schema (Draft 2020-12) of `data`; null removes it"
     )
     archived: bool = Field(None)
+    expires_after_seconds: Deadline | None = Field(None, description=DEADLINE + "; null clears it")
 
 
 class Category(BaseModel):
