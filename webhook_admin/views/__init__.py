@@ -15,6 +15,7 @@ def register_views(app: Flask) -> None:
         catalog,
         deliveries,
         events,
+        live,
         ops,
         tokens,
         users,
@@ -29,7 +30,19 @@ def register_views(app: Flask) -> None:
     app.register_blueprint(api_bp)
     # Their routes live on the webhooks blueprint.
     assert webhook_actions.bp is webhooks.bp and webhook_replay.bp is webhooks.bp
-    modules = (auth, account, webhooks, deliveries, events, catalog, audit, users, ops, tokens)
+    modules = (
+        auth,
+        account,
+        webhooks,
+        deliveries,
+        live,
+        events,
+        catalog,
+        audit,
+        users,
+        ops,
+        tokens,
+    )
     for module in modules:
         app.register_blueprint(module.bp)
     init_auth(app)

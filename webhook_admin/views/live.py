@@ -1,0 +1,118 @@
+"""What the live pages poll: new delivery rows after a cursor, the monitor's glance strip, the
+Webhook Management rows and an endpoint's 24 h figures. Each answers 204 without a body when
+nothing changed since the version or cursor the page sent, after one cheap query."""
+
+from __future__ import annotations
+
+from flask import Blueprint, make_response, render_template, request
+from flask_login import login_required
+
+from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
+from ..services.endpoints import get_live_endpoint
+from ..services.live import (
+    deliveries_after,
+    endpoint_version,
+    endpoints_version,
+    failing_endpoints,
+)
+from ..services.live_strip import live_strip
+from ..services.queries import (
+    PAGE_SIZE,
+    auto_disabled_endpoints,
+    list_endpoints_by_health,
+    success_rates,
+)
+from .deliveries import STOP_POLLING, filters_from_args
+from .webhooks import filters_from_args as endpoint_filters_from_args
+
+bp = Blueprint("live", __name__)
+MAX_SHOWN = 500  # rows a Webhook Management poll re-renders at most (after "Load more")
+
+
+def unchanged(header: str = "", value: str = ""):
+    response = make_response("", 204)
+    if header:
+        response.headers[header] = value
+    return response
+
+
+@bp.get("/deliveries/feed")
+@login_required
+def delivery_feed():
+    """Rows created after `after` that match the filters, oldest first; X-Live-Cursor is the
+    next `after`. 204 when nothing was created since (one primary-key lookup)."""
+    after = request.args.get("after", type=int)
+    if after is None or after < 0:
+        return "after: a delivery id (a whole number, 0 or more) is required", 400
+    feed = deliveries_after(filters_from_args(), after)
+    if feed is None:
+        return unchanged("X-Live-Cursor", str(after))
+    if not feed.rows:
+        return unchanged("X-Live-Cursor", str(feed.cursor))
+    response = make_response(
+        render_template(
+            "deliveries/_feed.html",
+            rows=feed.rows,
+            durations=feed.durations,
+            show_endpoint=request.args.get("show_endpoint") == "1",
+        )
+    )
+    response.headers["X-Live-Cursor"] = str(feed.cursor)
+    return response
+
+
+@bp.get("/deliveries/strip")
+@login_required
+def delivery_strip():
+    strip = live_strip()
+    if request.args.get("version") == strip.version:
+        return unchanged()
+    return render_template("deliveries/_strip.html", strip=strip)
+
+
+@bp.get("/webhooks/live")
+@login_required
+def webhook_rows():
+    """The glance (system-disabled, failing now) and the rows shown, in health order; the page
+    merges them row by row and leaves a row with an open form alone."""
+    version = endpoints_version()
+    if request.args.get("version") == version:
+        return unchanged("X-Live-Version", version)
+    shown = request.args.get("shown", type=int) or PAGE_SIZE
+    page = list_endpoints_by_health(
+        endpoint_filters_from_args(), None, min(max(shown, PAGE_SIZE), MAX_SHOWN)
+    )
+    filters = endpoint_filters_from_args()
+    response = make_response(
+        render_template(
+            "webhooks/_live.html",
+            endpoints=page.items,
+            next_cursor=page.next_cursor,
+            rates=success_rates([e.id for e in page.items]),
+            filters=filters,
+            auto_disabled=auto_disabled_endpoints(),
+            failing=failing_endpoints(),
+        )
+    )
+    response.headers["X-Live-Version"] = version
+    return response
+
+
+@bp.get("/webhooks/<int:endpoint_id>/stats")
+@login_required
+def endpoint_figures(endpoint_id: int):
+    endpoint = get_live_endpoint(endpoint_id)
+    if endpoint is None:  # deleted meanwhile: say so once and stop polling
+        return render_template("webhooks/_stats_gone.html"), STOP_POLLING
+    version = endpoint_version(endpoint)
+    if request.args.get("version") == version:
+        return unchanged()
+    return render_template(
+        "webhooks/_stats.html",
+        endpoint=endpoint,
+        stats=endpoint_stats(endpoint.id),
+        chart_width=CHART_WIDTH,
+        chart_height=CHART_HEIGHT,
+        rates=success_rates([endpoint.id]),
+        live_version=version,
+    )
