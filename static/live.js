@@ -52,6 +52,16 @@
       row.classList.add("arrived");
       if (window.htmx) window.htmx.process(row);
     });
+    countShown(feed, rows.length);
+  }
+  // The monitor's "N deliveries match" counts the rows the feed brought (they match the filters).
+  function countShown(feed, added) {
+    var results = feed.closest("#delivery-results");
+    var count = results && results.querySelector(".result-count[data-total]");
+    if (!count || !added) return;
+    var total = parseInt(count.getAttribute("data-total"), 10) + added;
+    count.setAttribute("data-total", String(total));
+    count.textContent = total.toLocaleString("en-US") + (total === 1 ? " delivery matches." : " deliveries match.");
   }
   function control(feed) {
     return document.querySelector("[data-live-show='#" + feed.id + "']");
