@@ -8,13 +8,13 @@
   var AT_TOP = 80;  // px: scrolled further than this, new rows wait behind "N new"
   var MAX_ROWS = 200;  // a table this long stops growing by itself: "N new" instead
 
-  // Every poll says what it already has: a feed its cursor, a fragment its version, the
-  // Webhook Management feed also how many rows it shows.
+  // Every poll says what it already has: a feed its cursor, the rows past it and the rows in
+  // flight it shows; a fragment its version; the Webhook Management feed how many rows it shows.
   document.addEventListener("htmx:configRequest", function (event) {
     var elt = event.detail.elt;
     if (!elt || !elt.hasAttribute) return;
     var params = event.detail.parameters;
-    if (elt.hasAttribute("data-live-after")) params.after = elt.getAttribute("data-live-after");
+    if (elt.hasAttribute("data-live-after")) feedParams(elt, params);
     if (elt.hasAttribute("data-live-version")) params.version = elt.getAttribute("data-live-version");
     if (elt.hasAttribute("data-live-rows")) {
       var tbody = document.querySelector(elt.getAttribute("data-live-rows"));
@@ -35,16 +35,39 @@
   }
 
   // ---- New delivery rows -------------------------------------------------------------
-  function deliveryRowCount(tbody) {
-    return tbody.querySelectorAll("tr[id^=delivery-]").length;
+  // At the top of the page the feed brings the new rows themselves; scrolled down, after
+  // "Load more" or with MAX_ROWS rows shown it asks only how many (count=1) and the "N new"
+  // control says so; a click brings them (or the newest page again, when they are many).
+  function feedBody(feed) {
+    return document.querySelector(feed.getAttribute("data-live-target"));
+  }
+  function rowId(row) {
+    return parseInt(row.id.slice("delivery-".length), 10);
   }
   function waits(feed, tbody) {
     return feed.hasAttribute("data-live-paged") || window.scrollY > AT_TOP ||
-      deliveryRowCount(tbody) >= MAX_ROWS;
+      tbody.querySelectorAll("tr[id^=delivery-]").length >= MAX_ROWS;
+  }
+  function feedParams(feed, params) {
+    var tbody = feedBody(feed);
+    if (!tbody) return;
+    var after = parseInt(feed.getAttribute("data-live-after"), 10);
+    params.after = String(after);
+    var watch = [];
+    var have = [];
+    tbody.querySelectorAll("tr[id^=delivery-]").forEach(function (row) {
+      if (row.hasAttribute("data-live-watch")) watch.push(rowId(row) + "." + row.getAttribute("data-live-watch"));
+      if (rowId(row) > after) have.push(rowId(row));  // sent again while its commit settles
+    });
+    if (watch.length) params.watch = watch.slice(0, 200).join(",");
+    feed.liveMode = feed.liveShow || (waits(feed, tbody) ? "count" : "rows");
+    feed.liveShow = null;
+    if (feed.liveMode === "count") params.count = "1";
+    else if (feed.liveMode === "newest") params.newest = "1";
+    else if (have.length) params.have = have.slice(0, 200).join(",");
   }
   function showNew(feed, rows) {
-    var tbody = document.querySelector(feed.getAttribute("data-live-target"));
-    if (!tbody) return;
+    var tbody = feedBody(feed);
     var empty = tbody.querySelector("tr.empty");
     if (empty && rows.length) empty.remove();
     rows.forEach(function (row) {  // oldest first: each goes on top, so the newest ends first
@@ -54,7 +77,7 @@
     });
     countShown(feed, rows.length);
   }
-  // The monitor's "N deliveries match" counts the rows the feed brought (they match the filters).
+  // The monitor's "N deliveries match" counts the rows the feed added (they match the filters).
   function countShown(feed, added) {
     var results = feed.closest("#delivery-results");
     var count = results && results.querySelector(".result-count[data-total]");
@@ -66,38 +89,50 @@
   function control(feed) {
     return document.querySelector("[data-live-show='#" + feed.id + "']");
   }
-  function updateControl(feed) {
+  function setWaiting(feed, n) {
+    feed.liveWaiting = n;
     var button = control(feed);
     if (!button) return;
-    var n = (feed.liveWaiting || []).length;
     button.hidden = n === 0;
-    button.textContent = n + " new deliver" + (n === 1 ? "y" : "ies") + ": show";
+    var shown = n >= 1000 ? "1,000+" : n.toLocaleString("en-US");
+    button.textContent = shown + " new deliver" + (n === 1 ? "y" : "ies") + ": show";
   }
   function takeFeed(feed, xhr) {
+    var mode = feed.liveMode;
     var cursor = xhr.getResponseHeader("X-Live-Cursor");
     if (cursor) feed.setAttribute("data-live-after", cursor);
-    if (xhr.status !== 200) return;
-    var tbody = document.querySelector(feed.getAttribute("data-live-target"));
+    var tbody = feedBody(feed);
     if (!tbody) return;
-    var waiting = feed.liveWaiting || [];
+    if (xhr.getResponseHeader("X-Live-Reset")) {  // the newest page again, scrolled to it
+      countShown(feed, feed.liveWaiting || 0);
+      tbody.innerHTML = xhr.responseText;
+      if (window.htmx) window.htmx.process(tbody);
+      feed.removeAttribute("data-live-paged");
+      setWaiting(feed, 0);
+      var table = tbody.closest("table");
+      if (table && table.scrollIntoView) table.scrollIntoView({block: "start"});
+      return;
+    }
+    var counted = xhr.getResponseHeader("X-Live-New");
+    if (mode === "count") setWaiting(feed, counted ? parseInt(counted, 10) : 0);
+    if (xhr.status !== 200) return;
     var fresh = [];
     Array.prototype.forEach.call(parse(xhr.responseText).querySelectorAll("tr[id^=delivery-]"), function (row) {
       var shown = document.getElementById(row.id);
-      if (shown) {  // re-sent while its commit settled: refresh it in place
-        if (!holdsFocusOrForm(shown) && !shown.hasAttribute("data-poll")) {
-          shown.replaceWith(row);
-          if (window.htmx) window.htmx.process(row);
-        }
-        return;
+      if (!shown) {
+        fresh.push(row);
+      } else if (!holdsFocusOrForm(shown) && !shown.hasAttribute("data-poll")) {
+        shown.replaceWith(row);  // a watched row that changed, in place
+        if (window.htmx) window.htmx.process(row);
       }
-      var i = waiting.findIndex(function (w) { return w.id === row.id; });
-      if (i >= 0) waiting[i] = row; else fresh.push(row);
     });
-    if (!waiting.length && !waits(feed, tbody)) {
+    if (fresh.length) {
       showNew(feed, fresh);
-    } else {
-      feed.liveWaiting = waiting.concat(fresh);
-      updateControl(feed);
+      setWaiting(feed, 0);
+      if (mode === "shown") {
+        var head = tbody.closest("table");
+        if (head && head.scrollIntoView) head.scrollIntoView({block: "start"});
+      }
     }
   }
 
@@ -105,12 +140,11 @@
     var button = event.target.closest && event.target.closest("[data-live-show]");
     if (button) {
       var feed = document.querySelector(button.getAttribute("data-live-show"));
-      if (!feed) return;
-      showNew(feed, feed.liveWaiting || []);
-      feed.liveWaiting = [];
-      updateControl(feed);
-      var table = button.closest(".live-new-bar");
-      if (table && table.scrollIntoView) table.scrollIntoView({block: "start"});
+      if (!feed || !window.htmx) return;
+      var tbody = feedBody(feed);
+      var many = (feed.liveWaiting || 0) > 50 || tbody.querySelectorAll("tr[id^=delivery-]").length >= MAX_ROWS;
+      feed.liveShow = many ? "newest" : "shown";
+      window.htmx.trigger(feed, "live-show");
       return;
     }
     // After "Load more" the operator reads older rows: new ones wait behind the control.

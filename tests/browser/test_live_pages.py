@@ -148,3 +148,24 @@ def test_webhooks_rows_follow_the_worker_and_other_operators_but_not_an_open_for
         expect(url_field).to_be_focused()
         shoot(page, "webhooks-live")
         assert_not_reloaded(page)
+
+
+def test_the_filter_bar_wraps_into_tidy_rows_at_1280(page):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(page.base + "/deliveries")
+    cells = page.locator("form.filter-grid > .filter")
+    boxes = [
+        (cells.nth(i).inner_text().split("\n")[0], cells.nth(i).bounding_box())
+        for i in range(cells.count())
+    ]
+    # Cells sit at the bottom of their grid row: group them by bottom edge (20 px bands).
+    rows: dict[int, list] = {}
+    for name, box in boxes:
+        rows.setdefault(round((box["y"] + box["height"]) / 20), []).append((name, box))
+    assert len(rows) == 2, {k: [n for n, _ in v] for k, v in rows.items()}
+    event_line = next(line for line in rows.values() if any(n == "Event id" for n, _ in line))
+    assert len(event_line) > 1, "Event id sits on a line of its own"
+    # Both rows span the same width (a full grid, not a ragged wrap).
+    starts = {round(min(b["x"] for _, b in line)) for line in rows.values()}
+    ends = {round(max(b["x"] + b["width"] for _, b in line)) for line in rows.values()}
+    assert len(starts) == 1 and len(ends) == 1, (starts, ends)

@@ -100,6 +100,18 @@ def test_feed_sends_only_rows_after_the_cursor_that_match_the_filters(viewer, en
     assert follow.status_code == 204
 
 
+def test_feed_leaves_out_rows_the_page_already_has(viewer, endpoint):
+    first = make_delivery(endpoint, "succeeded", n=1).id
+    second = make_delivery(endpoint, "succeeded", n=2).id
+    db.session.commit()
+    response = viewer.get(f"/deliveries/feed?after=0&have={first}", htmx=True)
+    html = response.get_data(as_text=True)
+    assert f'id="delivery-{second}"' in html and f'id="delivery-{first}"' not in html
+    everything_shown = viewer.get(f"/deliveries/feed?after=0&have={first},{second}", htmx=True)
+    assert everything_shown.status_code == 204
+    assert everything_shown.headers["X-Live-Cursor"] == "0"  # still settling
+
+
 def test_feed_rows_carry_the_endpoint_column_only_on_the_monitor(viewer, endpoint):
     make_delivery(endpoint, "succeeded")
     db.session.commit()

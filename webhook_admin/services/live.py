@@ -65,6 +65,30 @@ def deliveries_after(filters: DeliveryFilters, after: int) -> Feed | None:
     return Feed(rows, cursor, last_durations([r.id for r in rows]))
 
 
+NEW_COUNT_CAP = 1000  # "1000+ new": counting further costs a scan and helps nobody
+
+
+def count_after(filters: DeliveryFilters, after: int) -> int | None:
+    """How many deliveries past the cursor match (up to the cap); None when nothing at all
+    was created since (no filtered query)."""
+    newest_id, _ = newest_delivery()
+    if newest_id <= after:
+        return None
+    matching = (
+        _filtered_deliveries(filters).where(Delivery.id > after).limit(NEW_COUNT_CAP).subquery()
+    )
+    return db.session.scalar(select(func.count()).select_from(matching))
+
+
+def changed_rows(watched: dict[int, str]) -> list[Delivery]:
+    """Of the rows a page watches (id -> "status.attempts" as it shows them), the ones that
+    changed since: one primary-key IN query."""
+    if not watched:
+        return []
+    rows = db.session.scalars(select(Delivery).where(Delivery.id.in_(list(watched))))
+    return [r for r in rows if f"{r.status}.{r.attempts_count}" != watched[r.id]]
+
+
 def endpoints_version() -> str:
     """Changes when any live endpoint is added, deleted, edited, disabled or attempted: one
     aggregate over the endpoints table (hundreds of rows), plus the minute."""

@@ -10,15 +10,21 @@ from flask_login import login_required
 from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
 from ..services.endpoints import get_live_endpoint
 from ..services.live import (
+    FEED_LIMIT,
+    changed_rows,
+    count_after,
     deliveries_after,
     endpoint_version,
     endpoints_version,
     failing_endpoints,
+    feed_start,
 )
 from ..services.live_strip import live_strip
 from ..services.queries import (
     PAGE_SIZE,
     auto_disabled_endpoints,
+    deliveries_page,
+    last_durations,
     list_endpoints_by_health,
     success_rates,
 )
@@ -36,29 +42,73 @@ def unchanged(header: str = "", value: str = ""):
     return response
 
 
-@bp.get("/deliveries/feed")
-@login_required
-def delivery_feed():
-    """Rows created after `after` that match the filters, oldest first; X-Live-Cursor is the
-    next `after`. 204 when nothing was created since (one primary-key lookup)."""
-    after = request.args.get("after", type=int)
-    if after is None or after < 0:
-        return "after: a delivery id (a whole number, 0 or more) is required", 400
-    feed = deliveries_after(filters_from_args(), after)
-    if feed is None:
-        return unchanged("X-Live-Cursor", str(after))
-    if not feed.rows:
-        return unchanged("X-Live-Cursor", str(feed.cursor))
+def watched_rows() -> dict[int, str]:
+    """`watch=12.in_flight.1,13.pending.0`: the rows in flight the page shows, as it shows them."""
+    watched = {}
+    for part in request.args.get("watch", "").split(",")[:FEED_LIMIT]:
+        row_id, _, state = part.partition(".")
+        if row_id.isdigit() and state:
+            watched[int(row_id)] = state
+    return watched
+
+
+def feed_response(rows, cursor: int, **headers):
+    """The rows (new ones and changed watched ones) with the next cursor; 204 without rows."""
+    if not rows and not headers:
+        return unchanged("X-Live-Cursor", str(cursor))
     response = make_response(
         render_template(
             "deliveries/_feed.html",
-            rows=feed.rows,
-            durations=feed.durations,
+            rows=rows,
+            durations=last_durations([r.id for r in rows]),
             show_endpoint=request.args.get("show_endpoint") == "1",
         )
     )
-    response.headers["X-Live-Cursor"] = str(feed.cursor)
+    response.headers["X-Live-Cursor"] = str(cursor)
+    response.headers.update({k.replace("_", "-"): str(v) for k, v in headers.items()})
     return response
+
+
+@bp.get("/deliveries/feed")
+@login_required
+def delivery_feed():
+    """Rows created after `after` that match the filters, oldest first, and the watched rows
+    that changed; X-Live-Cursor is the next `after`. 204 when neither (one primary-key lookup,
+    plus one for the watched rows). `count=1` (the page waits behind "N new"): X-Live-New
+    instead of the new rows. `newest=1` ("N new" clicked after many): the first page again."""
+    after = request.args.get("after", type=int)
+    if after is None or after < 0:
+        return "after: a delivery id (a whole number, 0 or more) is required", 400
+    filters = filters_from_args()
+    changed = changed_rows(watched_rows())
+    if request.args.get("newest") == "1":
+        page = deliveries_page(filters)
+        response = make_response(
+            render_template(
+                "deliveries/_rows.html",
+                page=page,
+                filters=filters,
+                show_endpoint=request.args.get("show_endpoint") == "1",
+                watched=True,
+            )
+        )
+        response.headers["X-Live-Cursor"] = str(feed_start(page.items, False))
+        response.headers["X-Live-Reset"] = "1"
+        return response
+    if request.args.get("count") == "1":
+        new = count_after(filters, after)
+        if new:
+            return feed_response(changed, after, X_Live_New=new)
+        return feed_response(changed, after)
+    feed = deliveries_after(filters, after)
+    if feed is None:
+        return feed_response(changed, after)
+    # Rows the page already has (sent again while their commit window settles) are not
+    # rendered twice: the page lists them in `have`.
+    have = {int(p) for p in request.args.get("have", "").split(",")[:FEED_LIMIT] if p.isdigit()}
+    fresh = [row for row in feed.rows if row.id not in have]
+    seen = {row.id for row in fresh}
+    return feed_response(fresh + [row for row in changed if row.id not in seen], feed.cursor)
 
 
 @bp.get("/deliveries/strip")
