@@ -10,7 +10,7 @@ from sqlalchemy import event
 from tests.views.test_deliveries import make_delivery
 from webhook_admin import clock
 from webhook_admin.extensions import db
-from webhook_admin.models import Endpoint
+from webhook_admin.models import Delivery, Endpoint
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
 from webhook_admin.services.live_strip import strip_memo
 
@@ -110,6 +110,60 @@ def test_feed_leaves_out_rows_the_page_already_has(viewer, endpoint):
     everything_shown = viewer.get(f"/deliveries/feed?after=0&have={first},{second}", htmx=True)
     assert everything_shown.status_code == 204
     assert everything_shown.headers["X-Live-Cursor"] == "0"  # still settling
+
+
+def test_feed_while_waiting_answers_how_many_and_keeps_its_cursor(viewer, endpoint):
+    old = make_delivery(endpoint, "succeeded", n=1).id
+    db.session.commit()
+    assert viewer.get(f"/deliveries/feed?after={old}&count=1", htmx=True).status_code == 204
+    for n in range(3):
+        make_delivery(endpoint, "failed" if n else "succeeded", n=10 + n)
+    db.session.commit()
+    settle()
+    response = viewer.get(f"/deliveries/feed?after={old}&count=1", htmx=True)
+    assert response.status_code == 200
+    assert response.headers["X-Live-New"] == "3"
+    assert response.headers["X-Live-Cursor"] == str(old)  # the rows are still to be shown
+    assert "<tr" not in response.get_data(as_text=True)
+    filtered = viewer.get(f"/deliveries/feed?after={old}&count=1&status=failed", htmx=True)
+    assert filtered.headers["X-Live-New"] == "2"
+
+
+def test_feed_sends_watched_rows_only_when_they_changed(viewer, endpoint):
+    row = make_delivery(endpoint, "in_flight")
+    row_id, attempts = row.id, row.attempts_count
+    db.session.commit()
+    watch = f"watch={row_id}.in_flight.{attempts}"
+    unchanged = viewer.get(f"/deliveries/feed?after={row_id}&{watch}", htmx=True)
+    assert unchanged.status_code == 204
+    delivery = db.session.get(Delivery, row_id)
+    delivery.status = "succeeded"
+    db.session.commit()
+    changed = viewer.get(f"/deliveries/feed?after={row_id}&{watch}", htmx=True)
+    html = changed.get_data(as_text=True)
+    assert changed.status_code == 200
+    assert f'id="delivery-{row_id}"' in html and "Succeeded" in html
+    # Final now: no longer watched, and no poll of its own either.
+    assert "data-live-watch" not in html and "hx-trigger" not in html
+
+
+def test_feed_rows_in_flight_are_watched_not_polled_one_by_one(viewer, endpoint):
+    make_delivery(endpoint, "pending")
+    db.session.commit()
+    html = viewer.get("/deliveries/feed?after=0", htmx=True).get_data(as_text=True)
+    assert 'data-live-watch="pending.1"' in html
+    assert "every 2s" not in html
+
+
+def test_feed_newest_sends_the_first_page_again(viewer, endpoint):
+    ids = [make_delivery(endpoint, "succeeded", n=n).id for n in range(55)]
+    db.session.commit()
+    response = viewer.get("/deliveries/feed?after=3&newest=1&show_endpoint=1", htmx=True)
+    html = response.get_data(as_text=True)
+    assert response.headers["X-Live-Reset"] == "1"
+    assert response.headers["X-Live-Cursor"] == str(ids[-1])
+    assert html.count('<tr id="delivery-') == 50
+    assert 'id="load-more"' in html
 
 
 def test_feed_rows_carry_the_endpoint_column_only_on_the_monitor(viewer, endpoint):
