@@ -29,7 +29,9 @@
   }
   function holdsFocusOrForm(row) {
     // An open form (edit, disable) or anything the operator is typing in is never replaced.
+    // Nor a row whose button is waiting for its answer: that answer's target is this row.
     return row.classList.contains("editing") || row.hasAttribute("data-live-hold") ||
+      row.classList.contains("htmx-request") || !!row.querySelector(".htmx-request") ||
       (document.activeElement && row !== document.body && row.contains(document.activeElement) &&
         document.activeElement.matches("input, select, textarea"));
   }
