@@ -177,10 +177,18 @@ def test_feed_rows_carry_the_endpoint_column_only_on_the_monitor(viewer, endpoin
     assert "endpoint-cell" not in endpoint_page.get_data(as_text=True)
 
 
-def test_feed_refuses_a_missing_cursor(viewer):
-    response = viewer.get("/deliveries/feed", htmx=True)
+def test_feed_refuses_a_cursor_that_is_not_an_id(viewer):
+    response = viewer.get("/deliveries/feed?after=-3", htmx=True)
     assert response.status_code == 400
-    assert "after" in response.get_data(as_text=True)
+    assert "after: a delivery id" in response.get_data(as_text=True)
+
+
+def test_feed_without_a_cursor_starts_at_the_newest_delivery(viewer, endpoint):
+    newest = make_delivery(endpoint, "succeeded").id
+    db.session.commit()
+    response = viewer.get("/deliveries/feed", htmx=True)
+    assert response.status_code == 204
+    assert response.headers["X-Live-Cursor"] == str(newest)
 
 
 def test_feed_needs_a_login(client):

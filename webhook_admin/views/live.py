@@ -18,6 +18,7 @@ from ..services.live import (
     endpoints_version,
     failing_endpoints,
     feed_start,
+    newest_delivery,
 )
 from ..services.live_strip import live_strip
 from ..services.queries import (
@@ -76,9 +77,12 @@ def delivery_feed():
     that changed; X-Live-Cursor is the next `after`. 204 when neither (one primary-key lookup,
     plus one for the watched rows). `count=1` (the page waits behind "N new"): X-Live-New
     instead of the new rows. `newest=1` ("N new" clicked after many): the first page again."""
-    after = request.args.get("after", type=int)
-    if after is None or after < 0:
+    raw = request.args.get("after")
+    if raw is None:  # no cursor yet: start from the newest delivery
+        return unchanged("X-Live-Cursor", str(newest_delivery()[0]))
+    if not raw.isdigit():
         return "after: a delivery id (a whole number, 0 or more) is required", 400
+    after = int(raw)
     filters = filters_from_args()
     changed = changed_rows(watched_rows())
     if request.args.get("newest") == "1":
