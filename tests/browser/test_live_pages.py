@@ -132,6 +132,7 @@ def test_webhooks_rows_follow_the_worker_and_other_operators_but_not_an_open_for
         expect(gone_row.get_by_text("Disabled: 410")).to_be_visible(timeout=15_000)
         expect(page.locator("#webhooks-glance .banner")).to_contain_text("after a 410 Gone")
         expect(failing_row.locator("td.num")).to_contain_text("of", timeout=10_000)  # 24 h counts
+        shoot(page, "webhooks-live")
 
         # Added by the CLI, deleted by another operator.
         added, _ = create_endpoint(
@@ -146,7 +147,6 @@ def test_webhooks_rows_follow_the_worker_and_other_operators_but_not_an_open_for
         expect(form).to_be_visible()
         expect(url_field).to_have_value("http://127.0.0.1:9/half-typed")
         expect(url_field).to_be_focused()
-        shoot(page, "webhooks-live")
         assert_not_reloaded(page)
 
 
