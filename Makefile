@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-sqlite test-postgres lint format bench soak roll clean
+.PHONY: install run test test-sqlite test-postgres lint format bench bench-live soak roll clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ format: install
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run
+
+# The live pages (#15): 50 simulated monitor pages, idle and at 50 events/s, against the code
+# before them in the same run; writes the live section of docs/benchmarks.md.
+bench-live: install
+	$(BIN)/python -m bench.live
 
 soak: install
 	$(BIN)/python -m bench.soak

@@ -55,14 +55,16 @@ def child_environ(env: dict[str, str] | None) -> dict[str, str]:
 class Child:
     """A subprocess with its output in var/bench/logs/<name>.log."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+    ):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = LOG_DIR / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=cwd,
             env=child_environ(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -230,6 +232,7 @@ class Gunicorn:
         workers: int = WEB_WORKERS,
         name: str = "gunicorn",
         control_socket: str | None = None,
+        cwd: Path = ROOT,  # another checkout's code (bench/live.py's baseline)
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -239,6 +242,7 @@ class Gunicorn:
             [str(BIN / "gunicorn"), "-w", str(workers), *WEB_WORKER_OPTIONS, *control]
             + ["-b", f"127.0.0.1:{self.port}", "wsgi:app"],
             environ,
+            cwd,
         )
         wait_for(self._up, 30, 0.1, "gunicorn")
 

@@ -19,6 +19,7 @@ WEB_COMMAND = f"gunicorn -w {WEB_WORKERS} {' '.join(WEB_WORKER_OPTIONS)} wsgi:ap
 
 DOCS = ROOT / "docs"
 FINDINGS = Path(__file__).with_name("findings.md")
+LIVE_RESULTS = Path(__file__).with_name("live_results.md")
 
 
 @dataclass
@@ -338,6 +339,8 @@ def write_docs(rows, raw, errors, plan, machine, elapsed) -> None:
     md += ["", METHOD]
     if FINDINGS.exists():
         md += ["", FINDINGS.read_text().strip()]
+    if LIVE_RESULTS.exists():  # `make bench-live` (bench/live.py) writes it; kept here
+        md += ["", LIVE_RESULTS.read_text().strip()]
     (DOCS / "benchmarks.md").write_text("\n".join(md) + "\n")
 
 

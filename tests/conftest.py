@@ -24,6 +24,7 @@ from webhook_admin.delivery.runner import install_runner
 from webhook_admin.extensions import db
 from webhook_admin.queues import get_redis
 from webhook_admin.services.endpoints import EndpointInput, create_endpoint
+from webhook_admin.services.live_strip import strip_memo
 from webhook_admin.shared.signing import sign
 
 INGEST_SECRET = "whsec_" + base64.b64encode(b"i" * 32).decode()
@@ -132,6 +133,7 @@ def app(environ, redis_server):
         db.session.remove()
     install_runner(None)
     clock.reset()
+    strip_memo.clear()  # the monitor's per-process strip memo must not outlive a test's data
 
 
 def clean_database() -> None:

@@ -20,6 +20,8 @@ from ..services.bulk_retry import (
     retry_delivery,
 )
 from ..services.catalog import list_catalog
+from ..services.live import feed_start
+from ..services.live_strip import live_strip
 from ..services.queries import (
     COUNT_CAP,
     STATUS_CLASSES,
@@ -81,6 +83,11 @@ def index():
         return render_template(
             "deliveries/_rows.html", page=page, filters=filters, show_endpoint=True
         )
+    # The live feed starts at the newest row shown (a page further down: at the newest of all).
+    live = {
+        "live_after": feed_start(page.items, cursor is not None),
+        "live_paged": cursor is not None,
+    }
     if is_htmx():  # a filter changed: the count and the table
         return render_template(
             "deliveries/_results.html",
@@ -89,6 +96,7 @@ def index():
             show_endpoint=True,
             total=total,
             count_cap=COUNT_CAP,
+            **live,
         )
     return render_template(
         "deliveries/index.html",
@@ -105,6 +113,8 @@ def index():
         categories=list_catalog(),
         time_ranges=TIME_RANGES,
         statuses=DeliveryStatus.ALL,
+        strip=live_strip(),
+        **live,
     )
 
 

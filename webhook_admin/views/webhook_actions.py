@@ -22,6 +22,7 @@ from ..services.endpoint_stats import CHART_HEIGHT, CHART_WIDTH, endpoint_stats
 from ..services.endpoint_test_event import TestEventRefused, send_test_event, subscribed_types
 from ..services.endpoints import enable_endpoint
 from ..services.explain import explain_for_endpoint
+from ..services.live import endpoint_version, feed_start
 from ..services.queries import DeliveryFilters, deliveries_page
 from .common import done, is_htmx, render_error
 from .webhooks import bp, load, row_context
@@ -36,14 +37,18 @@ def show(endpoint_id: int):
         endpoint_id=endpoint.id,
         event_type=request.args.get("event_type", ""),
     )
+    page = deliveries_page(filters, limit=25)
     return render_template(
         "webhooks/show.html",
         test_types=subscribed_types(endpoint),
         stats=endpoint_stats(endpoint.id),
         chart_width=CHART_WIDTH,
         chart_height=CHART_HEIGHT,
-        page=deliveries_page(filters, limit=25),
+        page=page,
         filters=filters,
+        live_after=feed_start(page.items, False),
+        live_paged=False,
+        live_version=endpoint_version(endpoint),
         **row_context(endpoint),
     )
 

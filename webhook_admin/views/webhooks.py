@@ -19,6 +19,7 @@ from ..services.endpoints import (
     resolve_input,
     update_endpoint,
 )
+from ..services.live import endpoints_version, failing_endpoints
 from ..services.queries import (
     EndpointFilters,
     auto_disabled_endpoints,
@@ -109,6 +110,8 @@ def index():
         filters=filters,
         categories=list_catalog(),
         auto_disabled=auto_disabled_endpoints(),
+        failing=failing_endpoints(),
+        live_version=endpoints_version(),
     )
 
 
