@@ -1,0 +1,212 @@
+"""The hot delivery statements look rows up by an index, whatever history the tables hold
+(issue 16).
+
+On SQLite a subquery of the claim's RETURNING compared the claimed row's bare event_id with
+events.id and SCANned the whole events table, five times per claimed delivery: scenario 2
+ran at ~45 % of its fresh-database throughput once an earlier run had left 2,000 events
+behind (bench/findings.md). These tests run the real hot paths (claim one and several,
+record the attempts, settle a late success, the sweeper's lease recovery and due query) on
+tables with history rows, capture each statement as it reached the database, and ask the
+database for its plan: none may scan a table that grows with history. Both without
+statistics (a fresh install: nothing here runs ANALYZE) and after ANALYZE."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, insert, text
+
+from webhook_admin.clock import utcnow
+from webhook_admin.delivery.attempt import claim_committed
+from webhook_admin.delivery.claims import Outcome, attempt_row, due_deliveries, finish_attempts
+from webhook_admin.delivery.lease_recovery import recover_expired_leases
+from webhook_admin.extensions import db
+from webhook_admin.models import Attempt, Delivery, DeliveryStatus, Event
+
+HISTORY = 3000
+GROWING = ("events", "deliveries", "attempts")
+
+
+def add_history(endpoint_id: int, rows: int) -> None:
+    """`rows` delivered events, each with its succeeded delivery and its attempt."""
+    now = utcnow() - timedelta(days=1)
+    db.session.execute(
+        insert(Event.__table__),
+        [
+            {
+                "id": f"evt_history_{i}",
+                "type": "transaction.approved",
+                "data": {"amount": i},
+                "occurred_at": now,
+                "received_at": now,
+                "body_sha256": "0" * 64,
+                "source": "ingest",
+                "delivery_count": 1,
+            }
+            for i in range(rows)
+        ],
+    )
+    db.session.execute(
+        insert(Delivery.__table__),
+        [
+            {
+                "event_id": f"evt_history_{i}",
+                "endpoint_id": endpoint_id,
+                "status": DeliveryStatus.SUCCEEDED,
+                "attempts_count": 1,
+                "next_trigger": "automatic",
+                "created_at": now,
+                "completed_at": now,
+                "last_status_code": 200,
+            }
+            for i in range(rows)
+        ],
+    )
+    ids = db.session.execute(text("SELECT id FROM deliveries ORDER BY id")).scalars().all()
+    db.session.execute(
+        insert(Attempt.__table__),
+        [
+            attempt_row(
+                delivery_id=delivery_id,
+                endpoint_id=endpoint_id,
+                number=1,
+                trigger="automatic",
+                started_at=now,
+                request_url="http://127.0.0.1:9/hook",
+                request_body="x" * 1000,
+                response_status=200,
+                succeeded=True,
+            )
+            for delivery_id in ids
+        ],
+    )
+    db.session.commit()
+
+
+def add_waiting(endpoint_id: int, count: int) -> list[int]:
+    now = utcnow()
+    ids = []
+    for i in range(count):
+        event_row = Event(
+            id=f"evt_waiting_{i}",
+            type="transaction.approved",
+            data={"amount": i},
+            occurred_at=now,
+            received_at=now,
+            body_sha256="0" * 64,
+        )
+        delivery = Delivery(event_id=event_row.id, endpoint_id=endpoint_id, next_attempt_at=None)
+        db.session.add_all([event_row, delivery])
+        db.session.flush()
+        ids.append(delivery.id)
+    db.session.commit()
+    return ids
+
+
+class Statements:
+    """Every statement the engine sends while active, with its parameters."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, object]] = []
+
+    def __enter__(self):
+        event.listen(db.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        event.remove(db.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if executemany:
+            parameters = parameters[0]
+        self.seen.append((statement, parameters))
+
+
+def scans_of_growing_tables(statement: str, parameters) -> list[str]:
+    """The plan lines that read a whole history table, asked of the database itself."""
+    with db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        if connection.dialect.name == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            lines = [row[3] for row in cursor.fetchall()]
+            scan = re.compile(rf"^SCAN ({'|'.join(GROWING)})\b")
+        else:
+            cursor.execute("EXPLAIN " + statement, parameters)
+            lines = [row[0] for row in cursor.fetchall()]
+            scan = re.compile(rf"Seq Scan on ({'|'.join(GROWING)})\b")
+        cursor.close()
+    return [line.strip() for line in lines if scan.search(line.strip())]
+
+
+def hot_statements(endpoint_id: int) -> list[tuple[str, object]]:
+    """Run the worker's hot paths once, on the app's real code, and return what they sent."""
+    waiting = add_waiting(endpoint_id, 4)
+    with Statements() as captured:
+        one = claim_committed(waiting[:1], 60)
+        many = claim_committed(waiting[1:], 60)
+        claims = [*one.values(), *many.values()]
+        assert len(claims) == 4, "the waiting deliveries were not claimed"
+        now = utcnow()
+        finished = [
+            (
+                claim,
+                attempt_row(
+                    delivery_id=claim.delivery_id,
+                    endpoint_id=claim.endpoint_id,
+                    number=claim.attempt_number,
+                    trigger=claim.trigger,
+                    started_at=now,
+                    request_url="http://127.0.0.1:9/hook",
+                    response_status=500,
+                ),
+                # Not succeeded: the finish also runs the settle statement.
+                Outcome(DeliveryStatus.RETRYING, now + timedelta(seconds=30)),
+            )
+            for claim in claims
+        ]
+        assert finish_attempts(finished) == [True] * 4
+        db.session.commit()
+        recover_expired_leases((0, 0, 0))
+        db.session.commit()
+        due_deliveries(now + timedelta(minutes=1), 500)
+        db.session.commit()
+    return [
+        (sql, params)
+        for sql, params in captured.seen
+        if any(re.search(rf"\b{table}\b", sql) for table in GROWING)
+    ]
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
+def test_hot_statements_never_scan_a_history_table(app, add_endpoint, analyzed):
+    endpoint = add_endpoint("http://127.0.0.1:9/hook")
+    add_history(endpoint.id, HISTORY)
+    if analyzed:
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
+
+    statements = hot_statements(endpoint.id)
+
+    kinds = " ".join(sql.split(None, 1)[0].upper() for sql, _ in statements)
+    # The claim (twice), the finish, the attempt insert, the settle and the sweeper's reads.
+    assert kinds.count("UPDATE") >= 4 and "INSERT" in kinds and "SELECT" in kinds, kinds
+    scans = {sql: scans_of_growing_tables(sql, params) for sql, params in statements}
+    assert {sql: lines for sql, lines in scans.items() if lines} == {}
+
+
+def test_the_claim_reads_the_event_by_its_key(app, add_endpoint):
+    """The claim's RETURNING carries the claimed delivery's event (its type and data) from
+    the event's own row, with history rows of other events around it."""
+    endpoint = add_endpoint("http://127.0.0.1:9/hook")
+    add_history(endpoint.id, 50)
+    (delivery_id,) = add_waiting(endpoint.id, 1)
+
+    (claim,) = claim_committed([delivery_id], 60).values()
+
+    assert (claim.event_id, claim.event_type, claim.event_data) == (
+        "evt_waiting_0",
+        "transaction.approved",
+        {"amount": 0},
+    )
