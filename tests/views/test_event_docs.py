@@ -238,3 +238,13 @@ def test_a_viewer_cannot_edit_the_catalog(viewer):
     known = event_type("payout.paid")
     response = viewer.post(f"/catalog/event-types/{known.id}/edit", edit_form("payout.paid"))
     assert response.status_code == 403
+
+
+def test_field_constraints_read_as_words_with_the_right_plural():
+    from webhook_admin.services.catalog_docs import _constraints
+
+    assert _constraints({"minLength": 1, "maxLength": 200}) == [
+        "At least 1 character.",
+        "At most 200 characters.",
+    ]
+    assert _constraints({"minItems": 1, "minimum": 1}) == ["At least 1.", "At least 1 item."]

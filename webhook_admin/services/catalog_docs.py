@@ -120,7 +120,10 @@ def _constraints(node: dict) -> list[str]:
         ("maxItems", "At most {} items"),
     ):
         if key in node:
-            said.append(words.format(node[key]) + "." if "{}" in words else f"{words} {node[key]}.")
+            text = words.format(node[key]) if "{}" in words else f"{words} {node[key]}"
+            if node[key] == 1:  # "At least 1 character", not "1 characters"
+                text = text.removesuffix("s")
+            said.append(text + ".")
     if node.get("uniqueItems"):
         said.append("No duplicates.")
     if node.get("x-sensitive") == "pan":
