@@ -73,7 +73,13 @@ def test_n_new_control_when_scrolled_down_and_after_load_more(page, add_endpoint
     top_row = page.locator("#delivery-rows tr").first
     top_id = top_row.get_attribute("id")
     page.mouse.wheel(0, 1500)
-    page.wait_for_function("window.scrollY > 500")
+    # Polled from here: wait_for_function's string predicate needs eval, which the page's CSP
+    # refuses whenever the first check comes too early.
+    for _ in range(100):
+        if page.evaluate("window.scrollY") > 500:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate("window.scrollY") > 500
     scrolled = page.evaluate("window.scrollY")
 
     for n in range(2):
