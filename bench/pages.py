@@ -24,7 +24,7 @@ from sqlalchemy import insert, select, text
 from tests.support.redis_server import RedisServer
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_BENCH_DB = "webhook_admin_bench_pages"
+PG_BENCH_DB = os.environ.get("BENCH_PAGES_DB", "webhook_admin_bench_pages")
 CHUNK = 10_000
 RUNS = 30
 

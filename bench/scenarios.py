@@ -405,7 +405,8 @@ def make_env(plan: Plan, pg_admin_url: str) -> Env:
 
     receivers = Receivers(fast=4, slow=8, blackhole=2)
     redis_server = RedisServer()
-    database_url = prepare_postgres(pg_admin_url, "bench")
+    # BENCH_DB_NAME: two benchmarks at once on one server must not drop each other's database.
+    database_url = prepare_postgres(pg_admin_url, os.environ.get("BENCH_DB_NAME", "bench"))
     environ = app_environ(database_url, redis_server.url(0))
     migrate_and_seed(environ)
     db = Database(environ)
