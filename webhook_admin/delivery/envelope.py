@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..models import Event
+from ..shared.envelope import encode, envelope
 from ..shared.headers import USER_AGENT
 from ..shared.signing import sign_with_secrets
 
@@ -51,15 +51,9 @@ def envelope_bytes(event: Event) -> bytes:
     """`{id, type, timestamp, data}` of an Event (or a row with those columns); the exact
     bytes we sign are the bytes we send. EnvelopeError if they cannot be UTF-8 JSON: a lone
     surrogate in a string, NaN or Infinity (not JSON), a value JSON has no form for."""
-    envelope = {
-        "id": event.id,
-        "type": event.type,
-        "timestamp": event.occurred_at.isoformat(timespec="milliseconds") + "Z",
-        "data": event.data,
-    }
+    value = envelope(event.id, event.type, event.occurred_at, event.data)
     try:
-        text = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return text.encode()
+        return encode(value).encode()
     except (UnicodeEncodeError, ValueError, TypeError, RecursionError) as exc:
         raise EnvelopeError(
             f"event {event.id!r} cannot be encoded as UTF-8 JSON: {type(exc).__name__}: {exc}"

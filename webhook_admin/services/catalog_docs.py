@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..models import Category, EventType
+from ..shared.envelope import encode, envelope
 from ..shared.headers import USER_AGENT
 from ..shared.signing import sign_with_secrets
 
@@ -192,14 +193,8 @@ def receiver_example(event_type: EventType) -> ReceiverExample:
     """The request a receiver gets for the type's example, signed with EXAMPLE_SECRET."""
     event_id = "evt_" + event_type.name.replace(".", "_") + "_example"
     timestamp = datetime.fromtimestamp(EXAMPLE_TIMESTAMP, UTC).replace(tzinfo=None)
-    envelope = {
-        "id": event_id,
-        "type": event_type.name,
-        "timestamp": timestamp.isoformat(timespec="milliseconds") + "Z",
-        "data": event_type.example_payload or {},
-    }
-    # The same encoding as delivery/envelope.py: the bytes signed are the bytes sent.
-    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    value = envelope(event_id, event_type.name, timestamp, event_type.example_payload or {})
+    body = encode(value)
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
@@ -209,7 +204,7 @@ def receiver_example(event_type: EventType) -> ReceiverExample:
             [EXAMPLE_SECRET], event_id, EXAMPLE_TIMESTAMP, body.encode()
         ),
     }
-    pretty = json.dumps(envelope, indent=2, ensure_ascii=False)
+    pretty = json.dumps(value, indent=2, ensure_ascii=False)
     return ReceiverExample(headers, body, pretty)
 
 
