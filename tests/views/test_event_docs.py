@@ -248,3 +248,22 @@ def test_field_constraints_read_as_words_with_the_right_plural():
         "At most 200 characters.",
     ]
     assert _constraints({"minItems": 1, "minimum": 1}) == ["At least 1.", "At least 1 item."]
+
+
+def test_the_published_example_is_the_body_the_worker_would_send_for_that_event(app):
+    """The docs' example and the worker's body come from one encoder: the same event gives the
+    same bytes, so a receiver's developer can test their parser against the page."""
+    from webhook_admin.delivery.envelope import envelope_bytes
+    from webhook_admin.models import Event
+    from webhook_admin.services.catalog_docs import EXAMPLE_TIMESTAMP, receiver_example
+
+    for name in ("transaction.approved", "terminal.activated"):
+        kind = event_type(name)
+        example = receiver_example(kind)
+        event = Event(
+            id=example.headers["webhook-id"],
+            type=name,
+            occurred_at=datetime.fromtimestamp(EXAMPLE_TIMESTAMP, UTC).replace(tzinfo=None),
+            data=kind.example_payload,
+        )
+        assert envelope_bytes(event) == example.body.encode()
