@@ -414,7 +414,16 @@ METHOD = """## How each figure is measured
    event; time to its 202, and from sending it to the 1,000th receipt.
 7. **Memory**: one `worker.py` process, 100 fast endpoints, events ingested while it works;
    VmRSS from /proc when the database count of succeeded deliveries passes each checkpoint.
-   One run only."""
+   One run only.
+- **Scenario 2 on SQLite and on one host:port** (issue 16; `s2_sqlite`, `s2_one_port`): run
+   in the same alternating rounds as scenario 2 (`s2_ours`, then `s2_one_port`, `s2_sqlite`,
+   Celery gevent). `s2_one_port`: the same 100 endpoints, all paths on the first of the slow
+   receiver's ports (`Receivers.urls("slow", 100, one_port=True)`: a partner platform with
+   one URL per merchant); its ratio is the median of the per-round one-port / spread ratios.
+   `s2_sqlite`: scenario 2 on a new SQLite file with a gunicorn of its own, `worker.py` at its
+   defaults there (one process, 256 threads); the file is emptied between rounds.
+   `python -m bench.s2_probe` runs the same cases (and other trees' code) alone, with the
+   receipts per 0.1 s and `py-spy dump` of the workers mid-run."""
 
 
 def core_checks_line(checks: dict[str, float]) -> str:

@@ -115,6 +115,9 @@ def main() -> None:
         extra = dict(a.split("=", 1) for a in rest[0].split(",")) if rest else {}
         cases.append((Path(tree).resolve() if tree else HERE, name, layout, extra))
     plan = scenarios.Plan.make(False)
+    # On a host shared with other benchmarks gunicorn can take over 30 s to come up.
+    wait_for = procs.wait_for
+    procs.wait_for = lambda fn, timeout, *a, **k: wait_for(fn, timeout * 4, *a, **k)
     env = scenarios.make_env(plan, PG_ADMIN_URL)
     envs = {"pg": env}
     try:
