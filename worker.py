@@ -24,6 +24,8 @@ from webhook_admin.delivery.heartbeat import Heartbeat, default_worker_name
 from webhook_admin.delivery.runner import DeliveryRunner, install_runner
 from webhook_admin.delivery.scheduler_thread import SchedulerThread
 from webhook_admin.delivery.sweeper import SweeperThread
+from webhook_admin.delivery.warm_start import open_pooled_connections
+from webhook_admin.extensions import db
 from webhook_admin.logging_setup import configure_logging
 from webhook_admin.queues import (
     FRESH,
@@ -187,7 +189,8 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
         signal.signal(signum, note_stop)
     with app.app_context():
         redis = use_worker_redis()
-        runner = DeliveryRunner(app, threads)
+        runner = DeliveryRunner(app, threads)  # its threads are all started (thread_pool.py)
+        open_pooled_connections(db.engine)  # before the first burst, not in it
         install_runner(runner)
         sweeper = None
         if not args.burst and not args.no_sweeper:

@@ -118,9 +118,10 @@ class Receivers:
         self.control = f"http://127.0.0.1:{self.ports['control'][0]}"
         self._session = requests.Session()
 
-    def urls(self, mode: str, count: int) -> list[str]:
-        """`count` URLs spread over the ports of a mode (distinct paths)."""
-        ports = self.ports[mode]
+    def urls(self, mode: str, count: int, one_port: bool = False) -> list[str]:
+        """`count` URLs spread over the ports of a mode (distinct paths), or all on the
+        mode's first port with `one_port` (a partner platform with one URL per merchant)."""
+        ports = self.ports[mode][:1] if one_port else self.ports[mode]
         return [f"http://127.0.0.1:{ports[i % len(ports)]}/hook/{i}" for i in range(count)]
 
     def counts(self) -> dict[str, int]:

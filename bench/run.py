@@ -74,6 +74,49 @@ def run_sqlite_ingest(runner: Runner) -> None:
         db.close()
 
 
+def run_scenario_2(runner: Runner) -> None:
+    """Scenario 2 in alternating rounds (issue 16): PostgreSQL with the endpoints spread over
+    ports, the same on one host:port, on SQLite (a database file of its own, `worker.py` at
+    its defaults there: one process), and Celery gevent. Both Databases push an app context,
+    so each scenario runs inside its own."""
+    env = runner.env
+    lite = sqlite_env(env, "bench-s2")
+
+    def on(target: scenarios.Env, fn, *args):
+        def run(_env: scenarios.Env) -> dict:
+            with target.db.app.app_context():
+                return fn(target, *args)
+
+        return run
+
+    try:
+        runner.rounds(
+            [
+                ("s2_ours", on(env, scenarios.s23_ours, 0)),
+                ("s2_one_port", on(env, scenarios.s23_ours, 0, None, True)),
+                ("s2_sqlite", on(lite, scenarios.s23_ours, 0)),
+                ("s2_celery_gevent", scenarios.s2_celery_gevent),
+            ]
+        )
+    finally:
+        lite.web.stop()
+        lite.db.close()
+
+
+def sqlite_env(env: scenarios.Env, name: str) -> scenarios.Env:
+    """The bench's receivers and Redis, on a new SQLite file with its own gunicorn; one
+    worker process expected (worker.py's default on SQLite)."""
+    path = ROOT / "var" / "bench" / f"{name}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    environ = app_environ(f"sqlite:///{path}", env.redis.url(0))
+    migrate_and_seed(environ)
+    plan = scenarios.Plan(**{**env.plan.__dict__, "workers": 1})
+    web = Gunicorn(environ, name=f"gunicorn-{name}")
+    return scenarios.Env(plan, env.receivers, env.redis, environ, Database(environ), web)
+
+
 def run_fanout(runner: Runner) -> None:
     env = runner.env
     scenarios.s6_prepare(env)
@@ -132,12 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if 2 in only:
             runner.start_group(2, "200 ms receivers, 100 endpoints")
-            runner.rounds(
-                [
-                    ("s2_ours", scenarios.s23_ours, 0),
-                    ("s2_celery_gevent", scenarios.s2_celery_gevent),
-                ]
-            )
+            run_scenario_2(runner)
             runner.repeat("s2_ours_64_threads", scenarios.s23_ours, 0, 64, runs=1)
         if 3 in only:
             runner.start_group(3, "scenario 2 plus black-hole endpoints")

@@ -235,10 +235,12 @@ def s1_rq_simple(env: Env) -> dict:
 # --- 2 and 3. 200 ms receivers, 100 endpoints (+ black holes) -------------------------------
 
 
-def s23_ours(env: Env, blackholes: int, threads: int | None = None) -> dict:
+def s23_ours(env: Env, blackholes: int, threads: int | None = None, one_port: bool = False) -> dict:
+    """Scenarios 2 and 3; `one_port`: the 100 endpoints are paths on one host:port."""
     plan = env.plan
     env.clean()
-    healthy = env.db.add_endpoints(env.receivers.urls("slow", plan.s2_endpoints))
+    urls = env.receivers.urls("slow", plan.s2_endpoints, one_port=one_port)
+    healthy = env.db.add_endpoints(urls)
     if blackholes:
         env.db.add_endpoints(env.receivers.urls("blackhole", blackholes))
     extra = {"WEBHOOK_DELIVERY_TIMEOUT": "5"} if blackholes else {}

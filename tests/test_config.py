@@ -175,3 +175,14 @@ def test_a_lease_shorter_than_twice_the_delivery_timeout_is_refused(lease, timeo
 def test_an_explicit_lease_caps_every_attempt_at_half_of_it():
     settings = load_settings(production(WEBHOOK_LEASE_SECONDS="30", WEBHOOK_DELIVERY_TIMEOUT="15"))
     assert settings.lease_duration == 30 and settings.longest_attempt == 15
+
+
+def test_delivery_threads_default_per_database_and_the_setting_wins():
+    # SQLite runs one worker process (one writer per file), so its one process gets the
+    # host's in-flight budget; PostgreSQL runs one process per core (issue 16).
+    sqlite = production(DATABASE_URL="sqlite:////tmp/webhooks.db")
+    postgres = production(DATABASE_URL="postgresql://u@db/webhooks")
+    assert load_settings(sqlite).worker_threads == 256
+    assert load_settings(postgres).worker_threads == 128
+    assert load_settings({**sqlite, "WEBHOOK_WORKER_THREADS": "64"}).worker_threads == 64
+    assert load_settings({**postgres, "WEBHOOK_WORKER_THREADS": "300"}).worker_threads == 300

@@ -83,3 +83,15 @@ def test_a_start_after_shutdown_gives_the_slot_back_and_says_so():
     with pytest.raises(RuntimeError):
         pool.start_when_free(lambda: None)
     assert pool.reserve(1) == 1
+
+
+def test_every_thread_is_started_when_the_pool_is_built():
+    # Started on demand, the first burst after a worker starts paid a thread start (and its
+    # app context) per delivery on the dispatcher's thread (issue 16).
+    entered = []
+    pool = DeliveryPool(12, initializer=lambda: entered.append(threading.get_ident()))
+    try:
+        assert pool.started_threads() == 12
+        assert len(set(entered)) == 12  # each ran its initializer before any work came
+    finally:
+        pool.shutdown()

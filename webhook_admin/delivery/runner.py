@@ -39,13 +39,18 @@ from .thread_pool import DeliveryPool
 log = logging.getLogger(__name__)
 
 
-def make_sender(settings) -> Sender:
+def make_sender(settings, threads: int | None = None) -> Sender:
+    """A pool of connections per (scheme, IP, port) kept for as many posts as there are
+    delivery threads: 100 endpoints that are paths on one host:port (a partner platform
+    with one URL per merchant) may have every thread in flight to that one pool, and a
+    pool smaller than that closes each connection over its size when the post returns
+    (urllib3 does not block: it discards), so the next post opens a new one."""
     return Sender(
         allow_private=settings.allow_private_networks,
         connect_timeout=settings.connect_timeout,
         ca_bundle=settings.ca_bundle,
         egress_proxy=settings.egress_proxy,
-        pool_maxsize=settings.worker_threads,
+        pool_maxsize=threads or settings.worker_threads,
     )
 
 
@@ -61,7 +66,7 @@ class DeliveryRunner:
     def __init__(self, app: Flask, threads: int):
         self.app = app
         self.settings = app.config["SETTINGS"]
-        self.sender = make_sender(self.settings)
+        self.sender = make_sender(self.settings, threads)
         # Each delivery thread keeps one app context (and so one session) for its life:
         # pushing a context and building a session per delivery cost ~10 % of the worker's CPU.
         self.pool = DeliveryPool(threads, initializer=self._enter_app_context)

@@ -8,10 +8,18 @@ deadlocked exactly so). So the two calls that wait, `start_when_free` and `reser
 to run on a delivery thread (WaitOnDeliveryThread, at once, instead of a hang under load);
 a delivery thread has `start_if_free`, which never waits, and runs the rest itself.
 
-Every slot is given back by the pool itself when the work run in it returns (or raises)."""
+Every slot is given back by the pool itself when the work run in it returns (or raises).
+
+All the threads are started when the pool is built (`prestart`), before the worker takes
+work: `ThreadPoolExecutor` starts one per submit otherwise, so the first burst after a
+worker starts (the whole of a benchmark's window, or a backlog after a deploy) paid a
+thread start and its app context per delivery, on the dispatcher's thread, while the GIL
+was busiest (issue 16: `py-spy dump` 1-2 s into scenario 2 showed the dispatcher in
+`Thread.start` and half the pool not yet there)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +30,12 @@ class WaitOnDeliveryThread(RuntimeError):
 
 
 class DeliveryPool:
-    def __init__(self, threads: int, initializer: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        threads: int,
+        initializer: Callable[[], None] | None = None,
+        prestart: bool = True,
+    ):
         self.threads = threads
         self._slots = threading.BoundedSemaphore(threads)
         self._local = threading.local()
@@ -35,6 +48,23 @@ class DeliveryPool:
         self._executor = ThreadPoolExecutor(
             threads, thread_name_prefix="delivery", initializer=enter_delivery_thread
         )
+        if prestart:
+            self._start_every_thread()
+
+    def _start_every_thread(self) -> None:
+        """Start all `threads` threads now: each submit below finds no idle thread (they all
+        wait at the barrier), so the executor starts a new one for each."""
+        everyone = threading.Barrier(self.threads + 1, timeout=60)
+        for _ in range(self.threads):
+            self._executor.submit(everyone.wait)
+        # A thread that does not get there (its initializer failed: the executor is broken
+        # and says so at the first submit) breaks the barrier: nothing waits on it any more.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            everyone.wait()
+
+    def started_threads(self) -> int:
+        """Threads the executor has started (for the tests)."""
+        return len(self._executor._threads)
 
     def on_delivery_thread(self) -> bool:
         return getattr(self._local, "delivery_thread", False)
