@@ -169,9 +169,49 @@ def build_rows(raw: dict, plan) -> list[Row]:
         last = int(reached[0])
     add(s7, f"RSS after {last:,} deliveries", "MiB", "s7", "last_kib")
     add(s7, "growth", "%", "s7", "growth_pct", "<= 10", lambda v: v <= 10)
+    rows += history_rows(raw)
     for row in rows:
         if row.unit == "MiB":
             row.median, row.low, row.high = (v / 1024 for v in (row.median, row.low, row.high))
+    return rows
+
+
+def history_rows(raw: dict) -> list[Row]:
+    """Scenario 8 (issue 16, bench/history_scenarios.py): history/empty and after/fresh, the
+    median of the per-round ratios (each round ran both, alternating which went first)."""
+    rows: list[Row] = []
+    build = (raw.get("s8_build") or [{}])[-1]
+
+    def ratio(section: str, name: str, key_a: str, key_b: str, threshold: float) -> None:
+        pairs = zip(raw.get(key_a, []), raw.get(key_b, []), strict=False)
+        ratios = [a["rate"] / b["rate"] for a, b in pairs if b["rate"]]
+        if ratios:
+            r = statistics.median(ratios)
+            low, high = min(ratios), max(ratios)
+            rows.append(
+                Row(
+                    section, name, "x", r, low, high, len(ratios), f">= {threshold}", r >= threshold
+                )
+            )
+
+    for db, label, threshold in (("pg", "PostgreSQL", 0.90), ("sqlite", "SQLite", 0.85)):
+        section = f"8 history, {label}"
+        n = build.get(f"{db}_rows")
+        size = f"{n:,} rows of history" if n else "history"
+        for s in ("1", "2"):
+            history, empty = f"s8_{db}_s{s}_history", f"s8_{db}_s{s}_empty"
+            ratio(section, f"scenario {s} at {size} / empty", history, empty, threshold)
+        after, fresh = f"s8_{db}_s2_after", f"s8_{db}_s2_fresh"
+        ratio(section, "scenario 2 after one earlier run / fresh", after, fresh, 0.90)
+        for key in (f"s8_{db}_s{s}_{kind}" for s in "12" for kind in ("history", "empty")):
+            stats = stat(raw, key, "rate")
+            if stats:
+                _, _, s, kind = key.split("_")
+                rows.append(Row(section, f"scenario {s[1]}, {kind}", "deliv/s", *stats))
+        seconds = build.get(f"{db}_build_s")
+        if seconds:
+            name = f"history build ({n:,} rows, once: the database is kept)"
+            rows.append(Row(section, name, "s", seconds, seconds, seconds, 1))
     return rows
 
 
