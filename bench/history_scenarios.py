@@ -169,29 +169,41 @@ def after_run_rounds(runner, prefix: str, backend: str) -> None:
 
 def run(runner, pg_admin_url: str) -> None:
     """All of scenario 8 (bench.run calls it for `--only 8`)."""
+    run_postgres(runner, pg_admin_url)
+    run_sqlite(runner)
+    redis.Redis.from_url(runner.env.redis.url(0)).flushdb()
+
+
+def kept_name(quick: bool) -> str:
+    """--quick keeps its smaller history apart: it must not replace the full one."""
+    return "_quick" if quick else ""
+
+
+def run_postgres(runner, pg_admin_url: str) -> None:
+    """The kept history database against the bench's own (empty) one; then after/fresh."""
     base = runner.env
     quick = base.plan.quick
-    # PostgreSQL: the kept history database against the bench's own (empty) one.
-    # --quick keeps its smaller history apart: it must not replace the full one.
-    suffix = "_quick" if quick else ""
-    url, bounds = history.ensure_history_pg(
-        pg_admin_url, PG_ROWS[quick], history.PG_HISTORY_DB + suffix
-    )
-    runner.raw.setdefault("s8_build", []).append(
-        {"pg_rows": bounds.rows, "pg_build_s": bounds.seconds}
-    )
+    name = history.PG_HISTORY_DB + kept_name(quick)
+    url, bounds = history.ensure_history_pg(pg_admin_url, PG_ROWS[quick], name)
+    build = runner.raw.setdefault("s8_build", [{}])[-1]
+    build.update(pg_rows=bounds.rows, pg_build_s=bounds.seconds)
     hist = history_env(base, url, bounds, sqlite=False)
     try:
         history_rounds(runner, "s8_pg", hist, base)
     finally:
         close_env(hist)
     after_run_rounds(runner, "s8_pg", "postgresql")
-    # SQLite: the kept history file against a new file.
+
+
+def run_sqlite(runner) -> None:
+    """The kept history file against a new file; then after/fresh."""
+    base = runner.env
+    quick = base.plan.quick
     path = history.SQLITE_HISTORY_FILE
-    url, bounds = history.ensure_history_sqlite(
-        SQLITE_ROWS[quick], path.with_name(path.stem + suffix + path.suffix)
-    )
-    runner.raw["s8_build"][-1].update(sqlite_rows=bounds.rows, sqlite_build_s=bounds.seconds)
+    path = path.with_name(path.stem + kept_name(quick) + path.suffix)
+    url, bounds = history.ensure_history_sqlite(SQLITE_ROWS[quick], path)
+    build = runner.raw.setdefault("s8_build", [{}])[-1]
+    build.update(sqlite_rows=bounds.rows, sqlite_build_s=bounds.seconds)
     hist = history_env(base, url, bounds, sqlite=True)
     empty = sqlite_empty_env(base)
     try:
@@ -200,4 +212,3 @@ def run(runner, pg_admin_url: str) -> None:
         close_env(empty)  # the reverse of opening: each pops its own app context
         close_env(hist)
     after_run_rounds(runner, "s8_sqlite", "sqlite")
-    redis.Redis.from_url(base.redis.url(0)).flushdb()

@@ -419,7 +419,23 @@ METHOD = """## How each figure is measured
    event; time to its 202, and from sending it to the 1,000th receipt.
 7. **Memory**: one `worker.py` process, 100 fast endpoints, events ingested while it works;
    VmRSS from /proc when the database count of succeeded deliveries passes each checkpoint.
-   One run only."""
+   One run only.
+8. **History** (issue 16, bench/history_scenarios.py): scenarios 1 and 2 (as above) on a
+   database that already holds N delivered deliveries, each with one attempt (a ~1 KB JSON
+   request body of varying values, a ~50-byte response) and their events (one event to 3
+   deliveries), spread over the last 29.5 days on 100 disabled endpoints of their own that no
+   scenario event matches; built by `python -m bench.history` with SQL in bulk (PostgreSQL
+   `INSERT ... SELECT generate_series`, secondary indexes and constraints rebuilt after, then
+   `VACUUM (ANALYZE)`; SQLite a recursive CTE) and kept between runs (`bench_history_pg`,
+   `var/bench/bench_history_sqlite.db`, rebuilt when the marker table `bench_history` differs:
+   rows, builder version, Alembic head). N = 10,000,000 on PostgreSQL, 1,000,000 on SQLite
+   (--quick: 1,000,000 and 200,000). Against an empty database (PostgreSQL the bench's own,
+   SQLite a new file) in alternating rounds (one run of each per round, which goes first
+   alternating); between runs only the scenario's own rows are deleted (above the history's
+   largest ids and newest `received_at`, by index), and its progress counts only those. The
+   ratio is the median of the per-round history/empty ratios. "After one earlier run / fresh":
+   `bench/after_run.py` on both databases (scenario 2 on a new database, and on a new one after
+   2,000 deliveries to a fast receiver and a SIGTERM of the worker), alternating."""
 
 
 def core_checks_line(checks: dict[str, float]) -> str:

@@ -9,6 +9,7 @@ import json
 from sqlalchemy import func, select, text
 
 from bench.history import FANOUT, HISTORY_ENDPOINTS, build_history, read_marker
+from bench.history_scenarios import HistoryDatabase
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery, Event
 from webhook_admin.services.retention import purge_batch, purge_orphan_events
@@ -16,7 +17,7 @@ from webhook_admin.services.retention import purge_batch, purge_orphan_events
 ROWS = 2000
 
 
-def test_built_history_is_valid_for_the_app(viewer, environ, post_event):
+def test_built_history_is_valid_for_the_app(viewer, endpoint, environ, post_event):
     db.session.commit()
     db.session.close()
     history = build_history(environ["DATABASE_URL"], ROWS, environ=environ, progress=False)
@@ -53,6 +54,23 @@ def test_built_history_is_valid_for_the_app(viewer, environ, post_event):
         # A new event of the history's own type reaches none of the history endpoints.
         assert post_event("transaction.refunded").status_code == 202
         assert db.session.scalar(select(func.count()).select_from(Delivery)) == ROWS
+
+        # The scenario's reset deletes a scenario's rows and none of the history.
+        assert post_event("transaction.approved").status_code == 202  # to `endpoint`
+        db.session.commit()
+        bench_db = HistoryDatabase(environ, history)
+        try:
+            assert bench_db.deliveries() == 1
+            bench_db.reset()
+            assert bench_db.deliveries() == 0
+        finally:
+            bench_db.close()
+        db.session.rollback()
+        counts = [
+            db.session.scalar(select(func.count()).select_from(t)) for t in (Delivery, Attempt)
+        ]
+        assert counts == [ROWS, ROWS]
+        assert db.session.scalar(select(func.count()).select_from(Event)) == events
     finally:
         db.session.rollback()
         db.session.execute(text("DROP TABLE bench_history"))
