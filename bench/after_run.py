@@ -98,14 +98,16 @@ def one(kind: str, tree: Path, receivers, redis_server, plan, backend: str = "sq
     environ = new_database(f"after-run-{kind}", redis_server.url(0), backend)
     environ["PYTHONPATH"] = str(tree)
     db = Database(environ)
-    web = procs.Gunicorn(environ, name=f"gunicorn-{kind}")
-    env = scenarios.Env(plan, receivers, redis_server, environ, db, web)
-    try:
-        if kind == "after":
-            earlier_run(env)
-        return scenario_2(env)["rate"]
+    try:  # its app context is popped even when gunicorn does not come up
+        web = procs.Gunicorn(environ, name=f"gunicorn-{kind}")
+        env = scenarios.Env(plan, receivers, redis_server, environ, db, web)
+        try:
+            if kind == "after":
+                earlier_run(env)
+            return scenario_2(env)["rate"]
+        finally:
+            web.stop()
     finally:
-        web.stop()
         db.close()
 
 

@@ -90,8 +90,8 @@ def history_env(base: scenarios.Env, url: str, bounds: history.History, sqlite: 
         url, base.redis.url(0), WEBHOOK_RETENTION_DAYS=str(history.retention_days_for(bounds))
     )
     migrate_and_seed(environ)  # a no-op on a kept database at the head
+    web = Gunicorn(environ, name="gunicorn-history")  # first: if it fails, nothing to close
     db = HistoryDatabase(environ, bounds)
-    web = Gunicorn(environ, name="gunicorn-history")
     kind = SqliteEnv if sqlite else scenarios.Env
     return kind(base.plan, base.receivers, base.redis, environ, db, web)
 
@@ -103,8 +103,8 @@ def sqlite_empty_env(base: scenarios.Env) -> SqliteEnv:
         Path(str(path) + suffix).unlink(missing_ok=True)
     environ = app_environ(f"sqlite:///{path}", base.redis.url(0))
     migrate_and_seed(environ)
-    db = Database(environ)
     web = Gunicorn(environ, name="gunicorn-empty-sqlite")
+    db = Database(environ)
     return SqliteEnv(base.plan, base.receivers, base.redis, environ, db, web)
 
 
