@@ -205,10 +205,12 @@ def run_sqlite(runner) -> None:
     build = runner.raw.setdefault("s8_build", [{}])[-1]
     build.update(sqlite_rows=bounds.rows, sqlite_build_s=bounds.seconds)
     hist = history_env(base, url, bounds, sqlite=True)
-    empty = sqlite_empty_env(base)
     try:
-        history_rounds(runner, "s8_sqlite", hist, empty)
+        empty = sqlite_empty_env(base)
+        try:
+            history_rounds(runner, "s8_sqlite", hist, empty)
+        finally:
+            close_env(empty)  # the reverse of opening: each pops its own app context
     finally:
-        close_env(empty)  # the reverse of opening: each pops its own app context
         close_env(hist)
     after_run_rounds(runner, "s8_sqlite", "sqlite")
