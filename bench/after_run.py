@@ -32,7 +32,16 @@ DB_DIR = procs.ROOT / "var" / "bench"
 EARLIER_DELIVERIES = int(os.environ.get("BENCH_EARLIER_DELIVERIES", "2000"))
 
 
-def new_database(name: str, redis_url: str) -> dict[str, str]:
+def new_database(name: str, redis_url: str, backend: str = "sqlite") -> dict[str, str]:
+    """A new, migrated and seeded database: a file under var/bench/, or on PostgreSQL
+    (scenario 8 in `make bench`) the database bench_history_<name> made anew."""
+    if backend == "postgresql":
+        from .run import PG_ADMIN_URL
+
+        url = procs.prepare_postgres(PG_ADMIN_URL, f"bench_history_{name.replace('-', '_')}")
+        environ = procs.app_environ(url, redis_url)
+        procs.migrate_and_seed(environ)
+        return environ
     path = DB_DIR / f"{name}.db"
     DB_DIR.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -45,8 +54,9 @@ def new_database(name: str, redis_url: str) -> dict[str, str]:
 def start_workers(env: scenarios.Env) -> list[procs.Child]:
     """`worker.py` at its defaults (on SQLite: one process), up and registered."""
     children = procs.start_workers(env.environ)
+    expected = 1 if env.environ["DATABASE_URL"].startswith("sqlite") else env.plan.workers
     try:
-        procs.wait_for(lambda: env.rq_workers_registered() >= 1, 60, 0.05, "RQ worker up")
+        procs.wait_for(lambda: env.rq_workers_registered() >= expected, 60, 0.05, "RQ workers up")
     except Exception:
         procs.stop_all(children)
         raise
@@ -83,19 +93,21 @@ def scenario_2(env: scenarios.Env) -> dict:
     return {"rate": n / (done - started)}
 
 
-def one(kind: str, tree: Path, receivers, redis_server, plan) -> float:
+def one(kind: str, tree: Path, receivers, redis_server, plan, backend: str = "sqlite") -> float:
     procs.ROOT = tree
-    environ = new_database(f"after-run-{kind}", redis_server.url(0))
+    environ = new_database(f"after-run-{kind}", redis_server.url(0), backend)
     environ["PYTHONPATH"] = str(tree)
     db = Database(environ)
-    web = procs.Gunicorn(environ, name=f"gunicorn-{kind}")
-    env = scenarios.Env(plan, receivers, redis_server, environ, db, web)
-    try:
-        if kind == "after":
-            earlier_run(env)
-        return scenario_2(env)["rate"]
+    try:  # its app context is popped even when gunicorn does not come up
+        web = procs.Gunicorn(environ, name=f"gunicorn-{kind}")
+        env = scenarios.Env(plan, receivers, redis_server, environ, db, web)
+        try:
+            if kind == "after":
+                earlier_run(env)
+            return scenario_2(env)["rate"]
+        finally:
+            web.stop()
     finally:
-        web.stop()
         db.close()
 
 

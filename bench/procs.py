@@ -245,7 +245,11 @@ class Gunicorn:
             environ,
             cwd,
         )
-        wait_for(self._up, 30, 0.1, "gunicorn")
+        try:
+            wait_for(self._up, 60, 0.1, "gunicorn")  # 60 s: a loaded shared host is slow
+        except BaseException:
+            self.child.stop()  # not left behind, serving, when the bench gives up on it
+            raise
 
     def _up(self) -> bool:
         if not self.child.alive():

@@ -172,6 +172,7 @@ def build_rows(raw: dict, plan) -> list[Row]:
         last = int(reached[0])
     add(s7, f"RSS after {last:,} deliveries", "MiB", "s7", "last_kib")
     add(s7, "growth", "%", "s7", "growth_pct", "<= 10", lambda v: v <= 10)
+    rows += history_rows(raw)
     for row in rows:
         if row.unit == "MiB":
             row.median, row.low, row.high = (v / 1024 for v in (row.median, row.low, row.high))
@@ -207,6 +208,45 @@ def s2_sqlite_and_one_port_rows(raw: dict, section: str) -> list[Row]:
                 r >= 0.90,
             )
         )
+    return rows
+
+
+def history_rows(raw: dict) -> list[Row]:
+    """Scenario 8 (issue 16, bench/history_scenarios.py): history/empty and after/fresh, the
+    median of the per-round ratios (each round ran both, alternating which went first)."""
+    rows: list[Row] = []
+    build = (raw.get("s8_build") or [{}])[-1]
+
+    def ratio(section: str, name: str, key_a: str, key_b: str, threshold: float) -> None:
+        pairs = zip(raw.get(key_a, []), raw.get(key_b, []), strict=False)
+        ratios = [a["rate"] / b["rate"] for a, b in pairs if b["rate"]]
+        if ratios:
+            r = statistics.median(ratios)
+            low, high = min(ratios), max(ratios)
+            rows.append(
+                Row(
+                    section, name, "x", r, low, high, len(ratios), f">= {threshold}", r >= threshold
+                )
+            )
+
+    for db, label, threshold in (("pg", "PostgreSQL", 0.90), ("sqlite", "SQLite", 0.85)):
+        section = f"8 history, {label}"
+        n = build.get(f"{db}_rows")
+        size = f"{n:,} rows of history" if n else "history"
+        for s in ("1", "2"):
+            history, empty = f"s8_{db}_s{s}_history", f"s8_{db}_s{s}_empty"
+            ratio(section, f"scenario {s} at {size} / empty", history, empty, threshold)
+        after, fresh = f"s8_{db}_s2_after", f"s8_{db}_s2_fresh"
+        ratio(section, "scenario 2 after one earlier run / fresh", after, fresh, 0.90)
+        for key in (f"s8_{db}_s{s}_{kind}" for s in "12" for kind in ("history", "empty")):
+            stats = stat(raw, key, "rate")
+            if stats:
+                _, _, s, kind = key.split("_")
+                rows.append(Row(section, f"scenario {s[1]}, {kind}", "deliv/s", *stats))
+        seconds = build.get(f"{db}_build_s")
+        if seconds:
+            name = f"history build ({n:,} rows, once: the database is kept)"
+            rows.append(Row(section, name, "s", seconds, seconds, seconds, 1))
     return rows
 
 
@@ -423,7 +463,23 @@ METHOD = """## How each figure is measured
    `s2_sqlite`: scenario 2 on a new SQLite file with a gunicorn of its own, `worker.py` at its
    defaults there (one process, 256 threads); the file is emptied between rounds.
    `python -m bench.s2_probe` runs the same cases (and other trees' code) alone, with the
-   receipts per 0.1 s and `py-spy dump` of the workers mid-run."""
+   receipts per 0.1 s and `py-spy dump` of the workers mid-run.
+8. **History** (issue 16, bench/history_scenarios.py): scenarios 1 and 2 (as above) on a
+   database that already holds N delivered deliveries, each with one attempt (a ~1 KB JSON
+   request body of varying values, a ~50-byte response) and their events (one event to 3
+   deliveries), spread over the last 29.5 days on 100 disabled endpoints of their own that no
+   scenario event matches; built by `python -m bench.history` with SQL in bulk (PostgreSQL
+   `INSERT ... SELECT generate_series`, secondary indexes and constraints rebuilt after, then
+   `VACUUM (ANALYZE)`; SQLite a recursive CTE) and kept between runs (`bench_history_pg`,
+   `var/bench/bench_history_sqlite.db`, rebuilt when the marker table `bench_history` differs:
+   rows, builder version, Alembic head). N = 10,000,000 on PostgreSQL, 1,000,000 on SQLite
+   (--quick: 1,000,000 and 200,000). Against an empty database (PostgreSQL the bench's own,
+   SQLite a new file) in alternating rounds (one run of each per round, which goes first
+   alternating); between runs only the scenario's own rows are deleted (above the history's
+   largest ids and newest `received_at`, by index), and its progress counts only those. The
+   ratio is the median of the per-round history/empty ratios. "After one earlier run / fresh":
+   `bench/after_run.py` on both databases (scenario 2 on a new database, and on a new one after
+   2,000 deliveries to a fast receiver and a SIGTERM of the worker), alternating."""
 
 
 def core_checks_line(checks: dict[str, float]) -> str:

@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import core_probe, report, scenarios, validation_share
+from . import core_probe, history_scenarios, report, scenarios, validation_share
 from .load import Database
 from .procs import ROOT, Gunicorn, app_environ, migrate_and_seed, stop_all
 
@@ -127,6 +127,12 @@ def run_fanout(runner: Runner) -> None:
         stop_all(workers)
 
 
+def run_history(runner: Runner) -> None:
+    """Scenario 8 (issue 16): bench/history_scenarios.py; the 10M PostgreSQL history is
+    built once and kept (database bench_history_pg)."""
+    history_scenarios.run(runner, PG_ADMIN_URL)
+
+
 def rewrite_docs(path: Path) -> int:
     """Docs from a saved results file (e.g. after editing bench/findings.md)."""
     saved = json.loads(path.read_text())
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1"
     )
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="scenario numbers, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="scenario numbers, e.g. 1,4")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker in scenario 1")
     parser.add_argument("--report", metavar="JSON", help="rewrite docs/ from a saved results file")
     parser.add_argument("--no-docs", action="store_true", help="print only, do not write docs/")
@@ -201,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         if 7 in only:
             runner.start_group(7, "worker memory")
             runner.repeat("s7", scenarios.s7_memory, runs=1)
+        if 8 in only:
+            runner.start_group(8, "history: 10M rows (PostgreSQL), 1M (SQLite); after a run")
+            run_history(runner)
     finally:
         machine = report.machine_info(env)
         machine["load"] = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
