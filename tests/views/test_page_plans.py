@@ -4,7 +4,7 @@ endpoint page that reads all of the endpoint's deliveries to keep its last 24 ho
 seconds (bench/pages.py, bench/findings.md).
 
 Each page is requested through the app with 3,000 rows of history that match none of its
-filters (delivered, a day old: tests/delivery/test_hot_plans.py's add_history); every
+filters (delivered, two days old: tests/delivery/test_hot_plans.py's add_history, aged); every
 statement it sent to a history table is asked for its plan:
 - PostgreSQL: EXPLAIN ANALYZE with enable_seqscan off (at 3,000 rows a whole table costs
   less than an index); no Seq Scan of a history table, and the rows its scans read and threw
@@ -24,14 +24,24 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from tests.delivery.test_hot_plans import GROWING, HISTORY, Statements, add_history
 from webhook_admin.clock import utcnow
 from webhook_admin.extensions import db
-from webhook_admin.models import Delivery, DeliveryStatus, Event
+from webhook_admin.models import Attempt, Delivery, DeliveryStatus, Event
 
 THROWN_AWAY = HISTORY // 10  # rows a plan may read and drop: a few, never the history
+
+
+def add_old_history(endpoint_id: int, rows: int) -> None:
+    """add_history's rows, made two days old: clear of the 24-hour windows and of their
+    id floor's margin (a day old would fall in it in the last 10 minutes of an hour)."""
+    add_history(endpoint_id, rows)
+    two_days_ago = utcnow() - timedelta(days=2)
+    db.session.execute(update(Delivery).values(created_at=two_days_ago, completed_at=two_days_ago))
+    db.session.execute(update(Attempt).values(started_at=two_days_ago))
+    db.session.commit()
 
 
 def add_recent(endpoint_id: int) -> Delivery:
@@ -138,7 +148,7 @@ def page_statements(viewer, urls: list[str]) -> dict[str, list[tuple[str, object
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
 def test_page_statements_never_read_the_history(app, viewer, add_endpoint, analyzed):
     endpoint = add_endpoint("http://127.0.0.1:9/hook")
-    add_history(endpoint.id, HISTORY)
+    add_old_history(endpoint.id, HISTORY)
     recent = add_recent(endpoint.id)
     if analyzed:
         db.session.execute(text("ANALYZE"))
@@ -162,7 +172,7 @@ def test_the_pages_still_show_the_row_they_look_for(viewer, add_endpoint):
     """The same pages, by their content: the recent failed delivery is found by each filter
     (the history's delivered rows by none), and the endpoint page counts it in its 24 hours."""
     endpoint = add_endpoint("http://127.0.0.1:9/hook")
-    add_history(endpoint.id, 50)
+    add_old_history(endpoint.id, 50)
     recent = add_recent(endpoint.id)
     for url in page_urls(endpoint.id, recent.id)[:10]:
         if "cursor=" in url or "retrying" in url:
