@@ -188,7 +188,9 @@ def prepare(database_url: str, redis_url: str, n_endpoints: int, n_attempts: int
 
     app = create_app(environ(database_url, redis_url))
     with app.app_context():
+        started = time.perf_counter()
         upgrade()
+        print(f"  migrated in {time.perf_counter() - started:.0f} s", flush=True)
         seeded = db.session.scalar(select(func.count()).select_from(Delivery).limit(1))
         if not (reuse and seeded):
             started = time.perf_counter()
@@ -339,7 +341,7 @@ def time_pages(app, client, urls: dict[str, str], with_explain: bool) -> dict[st
     results = {}
     for name, url in urls.items():
         timings, sql_ms, statements, slowest = [], [], 0, None
-        headers = {"HX-Request": "true"} if "(htmx)" in name else {}
+        headers = {"HX-Request": "true"} if "htmx)" in name else {}
         client.get(url, headers=headers)  # warm-up: connections, templates, the first cache misses
         page_started = time.perf_counter()
         while len(timings) < RUNS:
