@@ -138,3 +138,16 @@ def test_bulk_retry_job_retries_each_failed_delivery(app, endpoint):
     statuses = dict(db.session.execute(select(Delivery.id, Delivery.status)).all())
     assert {statuses[i] for i in failed} == {"retrying"} and statuses[ok.id] == "succeeded"
     assert queued_delivery_ids(RETRY) == failed
+
+
+def test_a_later_page_opened_whole_shows_its_rows_without_a_count(viewer, endpoint):
+    """`/deliveries?cursor=N` as a whole page (a reload after "Load more", no JavaScript) is
+    not counted again (issue 16: the bounded count goes with the first page): its rows, no
+    count line, and a way back to the newest."""
+    ids = [make_delivery(endpoint, n=i).id for i in range(3)]
+    response = viewer.get(f"/deliveries?cursor={ids[-1]}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert f'id="delivery-{ids[0]}"' in html and f'id="delivery-{ids[-1]}"' not in html
+    assert "match" not in html.split('id="delivery-results"')[1].split("<table")[0]
+    assert "← Newest" in html

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -99,6 +100,18 @@ class Delivery(db.Model):
         Index("ix_deliveries_lease", "status", "lease_expires_at"),
         # The monitor and endpoint pages: newest first, per endpoint.
         Index("ix_deliveries_endpoint_id", "endpoint_id", "id"),
+        # The monitor's filters, newest first and counted by index (migration 0008, issue 16):
+        # status, error class, the last answer's class, the time range; the event id prefix
+        # on PostgreSQL (SQLite searches a range of ix_deliveries_event_id).
+        Index("ix_deliveries_status_id", "status", "id"),
+        Index("ix_deliveries_created", "created_at"),
+        Index("ix_deliveries_error_id", "last_error_class", "id"),
+        Index("ix_deliveries_status_class_id", text("(last_status_code / 100)"), "id"),
+        Index(
+            "ix_deliveries_event_id_pattern",
+            "event_id",
+            postgresql_ops={"event_id": "varchar_pattern_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -129,12 +142,14 @@ class Attempt(db.Model):
     __table_args__ = (
         UniqueConstraint("delivery_id", "number", name="uq_attempts_delivery_number"),
         Index("ix_attempts_started", "started_at"),
+        # Success rates and response times per endpoint over the last 24 hours (0008).
+        Index("ix_attempts_endpoint_started", "endpoint_id", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
     # Denormalised so health and charts per endpoint need no join over a big table.
-    endpoint_id: Mapped[int] = mapped_column(Integer, index=True)
+    endpoint_id: Mapped[int] = mapped_column(Integer)
     number: Mapped[int] = mapped_column(Integer)
     trigger: Mapped[str] = mapped_column(String(20))
     started_at: Mapped[datetime] = mapped_column(DateTime)
