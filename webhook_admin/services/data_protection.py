@@ -84,12 +84,18 @@ def not_purged(event_id_column):
 def purge_delivered_batch(batch: int = 500) -> int:
     """Erase the sensitive values of events of types that ask for it once every delivery
     of the event is final (succeeded, failed or cancelled). Returns how many events."""
+    # The types first (a small table): with none asking, no events are read at all; with
+    # some, ix_events_sensitive_pending finds only their events still holding values.
+    types = list(
+        db.session.scalars(select(EventType.name).where(EventType.purge_after_delivery.is_(True)))
+    )
+    if not types:
+        return 0
     ids = list(
         db.session.scalars(
             select(Event.id)
-            .join(EventType, EventType.name == Event.type)
             .where(
-                EventType.purge_after_delivery.is_(True),
+                Event.type.in_(types),
                 Event.sensitive_encrypted.is_not(None),
                 ~exists().where(
                     Delivery.event_id == Event.id, Delivery.status.notin_(DeliveryStatus.FINAL)
