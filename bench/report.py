@@ -472,7 +472,7 @@ METHOD = """## How each figure is measured
    `INSERT ... SELECT generate_series`, secondary indexes and constraints rebuilt after, then
    `VACUUM (ANALYZE)`; SQLite a recursive CTE) and kept between runs (`bench_history_pg`,
    `var/bench/bench_history_sqlite.db`, rebuilt when the marker table `bench_history` differs:
-   rows, builder version, Alembic head). N = 10,000,000 on PostgreSQL, 1,000,000 on SQLite
+   rows, builder version; a newer Alembic head is migrated in place). N = 10,000,000 on PostgreSQL, 1,000,000 on SQLite
    (--quick: 1,000,000 and 200,000). Against an empty database (PostgreSQL the bench's own,
    SQLite a new file) in alternating rounds (one run of each per round, which goes first
    alternating); between runs only the scenario's own rows are deleted (above the history's
