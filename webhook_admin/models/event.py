@@ -99,6 +99,8 @@ class Delivery(db.Model):
         Index("ix_deliveries_lease", "status", "lease_expires_at"),
         # The monitor and endpoint pages: newest first, per endpoint.
         Index("ix_deliveries_endpoint_id", "endpoint_id", "id"),
+        # Retention: the oldest finished deliveries first, in batches (services/retention.py).
+        Index("ix_deliveries_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
