@@ -169,9 +169,52 @@ def build_rows(raw: dict, plan) -> list[Row]:
         last = int(reached[0])
     add(s7, f"RSS after {last:,} deliveries", "MiB", "s7", "last_kib")
     add(s7, "growth", "%", "s7", "growth_pct", "<= 10", lambda v: v <= 10)
+    rows += retention_rows(raw)
     for row in rows:
         if row.unit == "MiB":
             row.median, row.low, row.high = (v / 1024 for v in (row.median, row.low, row.high))
+    return rows
+
+
+def retention_rows(raw: dict) -> list[Row]:
+    """Scenario 9 (issue 16, bench/retention_bench.py): scenario 2 while a purge of 1M old
+    rows runs, against scenario 2 beside the same history, alternating rounds."""
+    rows: list[Row] = []
+    section = "9 retention purge"
+    history = raw.get("s9_history", [{}])[0]
+    with_purge, without = raw.get("s9_with_purge", []), raw.get("s9_without", [])
+    pairs = list(zip(with_purge, without, strict=False))
+    if pairs:
+        ratios = [w["rate"] / o["rate"] for w, o in pairs if o["rate"]]
+        r = statistics.median(ratios)
+        rows.append(
+            Row(
+                section,
+                f"s2 while purging {history.get('rows', 0):,} old rows / without",
+                "x",
+                r,
+                min(ratios),
+                max(ratios),
+                len(ratios),
+                ">= 0.80",
+                r >= 0.80,
+            )
+        )
+
+    def add(name, unit, key, field):
+        s = stat(raw, key, field)
+        if s is not None:
+            rows.append(Row(section, name, unit, *s))
+
+    add("s2 beside the history, no purge", "deliv/s", "s9_without", "rate")
+    add("s2 while the purge runs", "deliv/s", "s9_with_purge", "rate")
+    add("purge during s2, deliveries", "deliv/s", "s9_with_purge", "purge_deliveries_per_s")
+    add("whole purge (rounds + rest), rows", "rows/s", "s9_purge", "rows_per_s")
+    add("whole purge, deliveries", "deliv/s", "s9_purge", "deliveries_per_s")
+    add("whole purge, time", "s", "s9_purge", "seconds")
+    add("longest purge batch (one transaction)", "ms", "s9_purge", "longest_batch_ms")
+    add("longest purge statement", "ms", "s9_purge", "longest_statement_ms")
+    add("due rows left after the purge", "rows", "s9_purge", "due_left")
     return rows
 
 
