@@ -32,12 +32,13 @@ from ..write_lock import serialized_writes
 
 log = logging.getLogger(__name__)
 
-# Rows per transaction. Measured at 1M rows (bench/findings.md, "Retention at scale"): 1,000
-# deliveries with their attempts and events take ~0.1-0.2 s on PostgreSQL, short enough for a
-# concurrent writer, long enough that the per-batch round trips do not dominate. SQLite holds
-# its one write lock for the whole batch, so it gets smaller ones.
-BATCH = 1000
-SQLITE_BATCH = 250
+# Rows per transaction. Measured on an attempts-shaped table of 1M rows (bench.partition_probe,
+# bench/findings.md "Retention at scale"): rows/s is the same at 500, 2,000 and 5,000 a batch,
+# while the transaction (the time its locks are held) grows with the batch: 0.17 s median
+# at 500, 1.1 s at 2,000, 2 s at 5,000 on the loaded 2-core host. SQLite holds its one write
+# lock for the whole batch (every delivery write waits behind it), so it gets smaller ones.
+BATCH = 500
+SQLITE_BATCH = 200
 
 
 @dataclass
