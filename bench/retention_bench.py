@@ -8,8 +8,9 @@ round before (the recent ones) are deleted, Redis flushed, the workers started, 
 events to each endpoint, as scenario 2. In a "with" round `bench.retention_purge` (the
 purge in a process of its own) starts just before the ingest and is stopped (after its
 batch in progress) when the last delivery arrives; the next "with" round goes on where it
-stopped. After the rounds the purge runs to the end, alone: the whole backlog's time and
-rows/s. The workers' own retention thread is held off by its Redis lock (set before each
+stopped; it paces itself as the worker's does (services/retention.py PAUSE_FACTOR). After
+the rounds the rest of the backlog is purged alone at full speed (for at most
+BENCH_S9_REST_SECONDS): the whole backlog's time and rows/s. The workers' own retention thread is held off by its Redis lock (set before each
 round), so only the measured purge runs."""
 
 from __future__ import annotations
@@ -139,12 +140,13 @@ def clean_recent(env) -> None:
 class Purge:
     """bench.retention_purge in its own process; `stop` returns what it reported."""
 
-    def __init__(self, env, name: str):
+    def __init__(self, env, name: str, pause: float | None = None):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.out = LOG_DIR / f"{name}.json"
         self.out.unlink(missing_ok=True)
         argv = [str(BIN / "python"), "-m", "bench.retention_purge", str(self.out)]
-        self.child = Child(name, argv, env.environ)
+        extra = {} if pause is None else {"BENCH_S9_PAUSE": str(pause)}
+        self.child = Child(name, argv, {**env.environ, **extra})
 
     def stop(self, timeout: float = 60) -> dict:
         self.child.stop(timeout=timeout)
@@ -183,6 +185,7 @@ def s2_round(env, purge: bool, state: dict) -> dict:
             {
                 "purge_deliveries_per_s": report.get("deliveries_per_s", 0.0),
                 "purge_rows_per_s": report.get("rows_per_s", 0.0),
+                "purge_busy_rows_per_s": report.get("busy_rows_per_s", 0.0),
                 "purge_longest_batch_ms": report.get("longest_batch_ms", 0.0),
                 "purge_longest_statement_ms": report.get("longest_statement_ms", 0.0),
             }
@@ -194,7 +197,7 @@ def finish_purge(env, state: dict) -> dict:
     """The rest of the backlog, alone; then the whole purge's figures (rounds + rest)."""
     clean_recent(env)
     due_before = env.db.scalar(DUE_SQL)
-    rest = Purge(env, "s9-purge-rest").wait(REST_SECONDS)
+    rest = Purge(env, "s9-purge-rest", pause=0).wait(REST_SECONDS)  # alone: full speed
     parts = [*state["purged"], rest]
     seconds = sum(p.get("seconds", 0.0) for p in parts)
     deliveries = sum(p.get("deliveries", 0) for p in parts)

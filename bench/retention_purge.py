@@ -2,7 +2,8 @@
 
     python -m bench.retention_purge OUT.json      # the app's environment in os.environ
 
-Runs services.retention.purge_expired with the app's WEBHOOK_RETENTION_DAYS until nothing is
+Runs services.retention.purge_expired with the app's WEBHOOK_RETENTION_DAYS, pausing between
+batches as the worker does (BENCH_S9_PAUSE overrides PAUSE_FACTOR; 0: full speed), until nothing is
 due or SIGTERM (then it stops after the batch in progress, committed), and writes to OUT.json:
 rows deleted, seconds, rows/s, batches, the longest batch (one transaction: the longest a
 lock of it was held) and the longest single statement with its first words. A process of
@@ -12,6 +13,7 @@ of another."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -22,7 +24,7 @@ from sqlalchemy import event
 
 from webhook_admin import create_app
 from webhook_admin.extensions import db
-from webhook_admin.services.retention import purge_expired
+from webhook_admin.services.retention import PAUSE_FACTOR, purge_expired
 
 
 def main(out: Path) -> int:
@@ -43,7 +45,9 @@ def main(out: Path) -> int:
                 longest.update(s=took, sql=" ".join(statement.split())[:120])
 
         stats = purge_expired(
-            app.config["SETTINGS"].retention_days, on_batch=lambda s: not stop.is_set()
+            app.config["SETTINGS"].retention_days,
+            on_batch=lambda s: not stop.is_set(),
+            pause_factor=float(os.environ.get("BENCH_S9_PAUSE", PAUSE_FACTOR)),
         )
     rows = stats.deliveries + stats.attempts + stats.events
     out.write_text(
@@ -56,6 +60,8 @@ def main(out: Path) -> int:
                 "seconds": stats.seconds,
                 "deliveries_per_s": stats.deliveries / stats.seconds if stats.seconds else 0.0,
                 "rows_per_s": rows / stats.seconds if stats.seconds else 0.0,
+                "busy_seconds": stats.busy_s,
+                "busy_rows_per_s": rows / stats.busy_s if stats.busy_s else 0.0,
                 "batches": stats.batches,
                 "longest_batch_ms": stats.longest_batch_s * 1000,
                 "longest_statement_ms": longest["s"] * 1000,

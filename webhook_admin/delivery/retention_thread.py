@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from ..extensions import db
 from ..queues import get_redis, redis_key
-from ..services.retention import PurgeStats, purge_expired
+from ..services.retention import PAUSE_FACTOR, PurgeStats, purge_expired
 
 log = logging.getLogger(__name__)
 EVERY_SECONDS_MAX = 3600  # at least once an hour
@@ -81,7 +81,7 @@ class RetentionThread(threading.Thread):
                 refreshed = time.monotonic()
             return not self._stop_event.is_set()
 
-        stats = purge_expired(self.retention_days, on_batch=keep_going)
+        stats = purge_expired(self.retention_days, on_batch=keep_going, pause_factor=PAUSE_FACTOR)
         # Finished: nobody purges again before the interval. Stopped: another worker may go
         # on soon (the TTL left is at most LOCK_TTL).
         if stats.finished:
