@@ -249,3 +249,22 @@ def test_the_purge_checkpoints_the_sqlite_wal(app, database_url):
     purge_expired(retention_days=30, batch=50)
 
     assert os.path.getsize(path) == 0
+
+
+def test_one_worker_at_a_time_purges_and_then_not_before_the_interval(app):
+    """The worker's retention thread (real Redis): a purge runs only with the lock; when it
+    finishes, the lock stays for the interval, so no other worker purges again before it."""
+    from webhook_admin.delivery.retention_thread import RetentionThread, lock_key
+    from webhook_admin.queues import get_redis
+
+    add_history(endpoint_id(), [(40, "succeeded", 40)] * 3)
+    first, second = RetentionThread(app, 30), RetentionThread(app, 30)
+    get_redis().set(lock_key(), "another worker", ex=60)
+    assert first.purge_if_ours() is None and count(Delivery) == 3  # someone else holds it
+    get_redis().delete(lock_key())
+
+    stats = first.purge_if_ours()
+
+    assert stats.finished and stats.deliveries == 3 and count(Delivery) == 0
+    assert second.purge_if_ours() is None
+    assert 3500 < get_redis().ttl(lock_key()) <= 3600  # the hourly interval
