@@ -294,6 +294,12 @@ def main(argv: list[str]) -> int:
                 time.sleep(1)
             drain = time.monotonic() - ingest_done
             left = waiting_count()
+            if minutes:
+                # The purge runs in the workers: stopped, it cannot delete rows between the
+                # check's reads (on PostgreSQL each read has its own snapshot).
+                for w in workers:
+                    w.stop()
+                workers.clear()
             report = check(load, servers, endpoint_ids, left, minutes)
         web.shutdown()
         warm = [mb for t, mb in rss if t >= min(30.0, seconds / 3)]
