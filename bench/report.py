@@ -428,7 +428,20 @@ METHOD = """## How each figure is measured
    event; time to its 202, and from sending it to the 1,000th receipt.
 7. **Memory**: one `worker.py` process, 100 fast endpoints, events ingested while it works;
    VmRSS from /proc when the database count of succeeded deliveries passes each checkpoint.
-   One run only."""
+   One run only.
+9. **Retention purge** (issue 16, bench/retention_bench.py): the 100 endpoints of scenario 2,
+   then 1M delivered deliveries 31-40 days old (past the 30-day retention), each with an
+   attempt (~1 KB request body) and its event, built with `INSERT ... SELECT
+   generate_series` (BENCH_S9_ROWS; 100k with --quick). Then alternating rounds of scenario
+   2 beside that history: without a purge, and with `bench.retention_purge` (the worker's
+   `purge_expired`, paced as in the worker, in a process of its own) started just before
+   the ingest and stopped, after its batch in progress, at the last receipt; the next round
+   goes on where it stopped. The workers' own retention thread is held off by its Redis
+   lock. The ratio is the median of the per-round ratios. After the rounds the rest of the
+   backlog is purged alone at full speed for at most BENCH_S9_REST_SECONDS (150): rows/s,
+   the whole purge's time (projected from that rate when cut short), the longest batch (one
+   transaction, commit included) and the longest single statement (timed around the
+   driver's execute)."""
 
 
 def core_checks_line(checks: dict[str, float]) -> str:
