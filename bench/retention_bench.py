@@ -26,7 +26,7 @@ import redis
 from sqlalchemy import text
 
 from .load import ingest_many
-from .procs import BIN, LOG_DIR, Child, stop_all
+from .procs import BIN, LOG_DIR, Child, stop_all, wait_for
 from .scenarios import latencies_ms, pct
 
 ROWS_FULL, ROWS_QUICK = 1_000_000, 100_000
@@ -144,9 +144,13 @@ class Purge:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.out = LOG_DIR / f"{name}.json"
         self.out.unlink(missing_ok=True)
+        self.out.with_suffix(".started").unlink(missing_ok=True)
         argv = [str(BIN / "python"), "-m", "bench.retention_purge", str(self.out)]
         extra = {} if pause is None else {"BENCH_S9_PAUSE": str(pause)}
         self.child = Child(name, argv, {**env.environ, **extra})
+
+    def started(self) -> bool:
+        return self.out.with_suffix(".started").exists()
 
     def stop(self, timeout: float = 60) -> dict:
         self.child.stop(timeout=timeout)
@@ -170,7 +174,10 @@ def s2_round(env, purge: bool, state: dict) -> dict:
     state["round"] += 1
     try:
         if purger:
-            time.sleep(0.5)  # under way (past its imports) when the first event arrives
+            # Under way (past its imports, ~1-5 s on a loaded host) when the first event
+            # arrives: in a quick run the purge otherwise started after most of the round.
+            wait_for(purger.started, 60, 0.05, "the purge process")
+            time.sleep(0.3)
         started = time.time()
         sent = ingest_many(env.web.url, plan.s2_events, threads=4)
         done = env.receivers.wait_count("slow", n, 600)
