@@ -21,6 +21,7 @@ from rq.exceptions import StopRequested
 from webhook_admin import create_app
 from webhook_admin.delivery.fresh_dispatcher import FreshDispatcher
 from webhook_admin.delivery.heartbeat import Heartbeat, default_worker_name
+from webhook_admin.delivery.retention_thread import RetentionThread
 from webhook_admin.delivery.runner import DeliveryRunner, install_runner
 from webhook_admin.delivery.scheduler_thread import SchedulerThread
 from webhook_admin.delivery.sweeper import SweeperThread
@@ -192,10 +193,13 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
         runner = DeliveryRunner(app, threads)  # its threads are all started (thread_pool.py)
         open_pooled_connections(db.engine)  # before the first burst, not in it
         install_runner(runner)
-        sweeper = None
+        sweeper = retention = None
         if not args.burst and not args.no_sweeper:
             sweeper = SweeperThread(app, settings.sweep_interval)
             sweeper.start()
+            # Its own thread: a purge of a large backlog must not hold up the sweeps.
+            retention = RetentionThread(app, settings.retention_days)
+            retention.start()
         # Fresh deliveries are drained in batches by the dispatcher (RQ's per-job bookkeeping
         # costs more than a delivery); RQ's worker runs retries and maintenance jobs. In burst
         # mode RQ's worker takes all three, so it returns only when everything is done.
@@ -237,6 +241,8 @@ def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:
             scheduler.stop()
             if sweeper is not None:
                 sweeper.stop()
+            if retention is not None:
+                retention.stop()
             runner.shutdown()
             hand_back(dispatcher, runner)
             heartbeat.stop()

@@ -173,6 +173,7 @@ def build_rows(raw: dict, plan) -> list[Row]:
     add(s7, f"RSS after {last:,} deliveries", "MiB", "s7", "last_kib")
     add(s7, "growth", "%", "s7", "growth_pct", "<= 10", lambda v: v <= 10)
     rows += history_rows(raw)
+    rows += retention_rows(raw)
     for row in rows:
         if row.unit == "MiB":
             row.median, row.low, row.high = (v / 1024 for v in (row.median, row.low, row.high))
@@ -247,6 +248,54 @@ def history_rows(raw: dict) -> list[Row]:
         if seconds:
             name = f"history build ({n:,} rows, once: the database is kept)"
             rows.append(Row(section, name, "s", seconds, seconds, seconds, 1))
+    return rows
+
+
+def retention_rows(raw: dict) -> list[Row]:
+    """Scenario 9 (issue 16, bench/retention_bench.py): scenario 2 while a purge of 1M old
+    rows runs, against scenario 2 beside the same history, alternating rounds."""
+    rows: list[Row] = []
+    section = "9 retention purge"
+    history = raw.get("s9_history", [{}])[0]
+    with_purge, without = raw.get("s9_with_purge", []), raw.get("s9_without", [])
+    pairs = list(zip(with_purge, without, strict=False))
+    if pairs:
+        ratios = [w["rate"] / o["rate"] for w, o in pairs if o["rate"]]
+        r = statistics.median(ratios)
+        rows.append(
+            Row(
+                section,
+                f"s2 while purging {history.get('rows', 0):,} old rows / without",
+                "x",
+                r,
+                min(ratios),
+                max(ratios),
+                len(ratios),
+                ">= 0.80",
+                r >= 0.80,
+            )
+        )
+
+    def add(name, unit, key, field):
+        s = stat(raw, key, field)
+        if s is not None:
+            rows.append(Row(section, name, unit, *s))
+
+    add("s2 beside the history, no purge", "deliv/s", "s9_without", "rate")
+    add("s2 while the purge runs", "deliv/s", "s9_with_purge", "rate")
+    add("purge during s2, deliveries", "deliv/s", "s9_with_purge", "purge_deliveries_per_s")
+    add("whole purge (rounds + rest), rows", "rows/s", "s9_purge", "rows_per_s")
+    add("whole purge, deliveries", "deliv/s", "s9_purge", "deliveries_per_s")
+    add("purge time (rounds + rest)", "s", "s9_purge", "seconds")
+    add(
+        "whole purge time (projected if the rest was cut short)",
+        "s",
+        "s9_purge",
+        "projected_seconds",
+    )
+    add("longest purge batch (one transaction)", "ms", "s9_purge", "longest_batch_ms")
+    add("longest purge statement", "ms", "s9_purge", "longest_statement_ms")
+    add("due rows left after the purge", "rows", "s9_purge", "due_left")
     return rows
 
 
@@ -479,7 +528,20 @@ METHOD = """## How each figure is measured
    largest ids and newest `received_at`, by index), and its progress counts only those. The
    ratio is the median of the per-round history/empty ratios. "After one earlier run / fresh":
    `bench/after_run.py` on both databases (scenario 2 on a new database, and on a new one after
-   2,000 deliveries to a fast receiver and a SIGTERM of the worker), alternating."""
+   2,000 deliveries to a fast receiver and a SIGTERM of the worker), alternating.
+9. **Retention purge** (issue 16, bench/retention_bench.py): the 100 endpoints of scenario 2,
+   then 1M delivered deliveries 31-40 days old (past the 30-day retention), each with an
+   attempt (~1 KB request body) and its event, built with `INSERT ... SELECT
+   generate_series` (BENCH_S9_ROWS; 100k with --quick). Then alternating rounds of scenario
+   2 beside that history: without a purge, and with `bench.retention_purge` (the worker's
+   `purge_expired`, paced as in the worker, in a process of its own) started just before
+   the ingest and stopped, after its batch in progress, at the last receipt; the next round
+   goes on where it stopped. The workers' own retention thread is held off by its Redis
+   lock. The ratio is the median of the per-round ratios. After the rounds the rest of the
+   backlog is purged alone at full speed for at most BENCH_S9_REST_SECONDS (150): rows/s,
+   the whole purge's time (projected from that rate when cut short), the longest batch (one
+   transaction, commit included) and the longest single statement (timed around the
+   driver's execute)."""
 
 
 def core_checks_line(checks: dict[str, float]) -> str:

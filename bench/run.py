@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import core_probe, history_scenarios, report, scenarios, validation_share
+from . import core_probe, history_scenarios, report, retention_bench, scenarios, validation_share
 from .load import Database
 from .procs import ROOT, Gunicorn, app_environ, migrate_and_seed, stop_all
 
@@ -133,6 +133,12 @@ def run_history(runner: Runner) -> None:
     history_scenarios.run(runner, PG_ADMIN_URL)
 
 
+def run_retention(runner: Runner) -> None:
+    """Scenario 9 (issue 16): scenario 2 with and without a purge of 1M old rows."""
+    runner.start_group(9, "scenario 2 while retention purges 1M old rows")
+    retention_bench.run(runner)
+
+
 def rewrite_docs(path: Path) -> int:
     """Docs from a saved results file (e.g. after editing bench/findings.md)."""
     saved = json.loads(path.read_text())
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1"
     )
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="scenario numbers, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="scenario numbers, e.g. 1,4")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker in scenario 1")
     parser.add_argument("--report", metavar="JSON", help="rewrite docs/ from a saved results file")
     parser.add_argument("--no-docs", action="store_true", help="print only, do not write docs/")
@@ -210,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         if 8 in only:
             runner.start_group(8, "history: 10M rows (PostgreSQL), 1M (SQLite); after a run")
             run_history(runner)
+        if 9 in only:
+            run_retention(runner)
     finally:
         machine = report.machine_info(env)
         machine["load"] = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"

@@ -10,7 +10,15 @@ the queues drain, and the "nothing lost" invariants of tests/faults are checked.
 
 SOAK_DATABASE_URL selects PostgreSQL (default: a fresh SQLite file). Exit status 1 if an
 invariant fails, the queue does not drain, or the steady worker's RSS grew by more than
-SOAK_RSS_GROWTH_MB (default 40) after warm-up."""
+SOAK_RSS_GROWTH_MB (default 40) after warm-up.
+
+SOAK_RETENTION_MINUTES (issue 16) turns retention on at that many minutes (the workers'
+retention thread then purges every tenth of it): every SOAK_SAMPLE_EVERY seconds (15) the
+rows of attempts, deliveries and events and their size on disk (PostgreSQL:
+pg_total_relation_size; SQLite: the file and its -wal) are sampled, and the run fails if
+the attempts grew by more than 25 % between the first sample after warm-up (two
+retention periods) and the end. The "nothing lost" check then covers the retention window:
+older events may have lost their finished deliveries to the purge."""
 
 from __future__ import annotations
 
@@ -70,9 +78,17 @@ def mostly_ok(webhook_id: str, nth: int) -> Fault:
     return Fault(status=503) if random.random() < 0.05 else OK
 
 
+def retention_minutes() -> float | None:
+    raw = os.environ.get("SOAK_RETENTION_MINUTES", "").strip()
+    return float(raw) if raw else None
+
+
 def environment(tmp: str, redis_url: str) -> dict[str, str]:
     database_url = os.environ.get("SOAK_DATABASE_URL") or f"sqlite:///{tmp}/soak.db"
+    minutes = retention_minutes()
+    retention = {"WEBHOOK_RETENTION_DAYS": f"{minutes / 1440:.6f}"} if minutes else {}
     return {
+        **retention,
         "APP_ENV": "testing",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -116,6 +132,7 @@ class Load(threading.Thread):
         self.url = base_url + "/api/v1/events"
         self.rate = rate
         self.accepted: list[str] = []
+        self.accepted_at: dict[str, float] = {}  # time.time() of the 2xx
         self.refused = 0
         self.latencies: list[float] = []
         self.stop_event = threading.Event()
@@ -145,6 +162,7 @@ class Load(threading.Thread):
                 self.refused += 1
                 time.sleep(0.5)
             self.accepted.append(event_id)
+            self.accepted_at[event_id] = time.time()
             n += 1
             next_at += 1 / self.rate
             time.sleep(max(0.0, next_at - time.monotonic()))
@@ -153,6 +171,53 @@ class Load(threading.Thread):
 def rss_mb(pid: int) -> float:
     match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) / 1024 if match else 0.0
+
+
+def table_sizes(database_url: str) -> dict:
+    """Rows of the three history tables and their size on disk, in MB."""
+    from sqlalchemy import text
+
+    from webhook_admin.extensions import db
+
+    db.session.rollback()
+    sample = {
+        t: db.session.scalar(text(f"SELECT count(*) FROM {t}"))  # noqa: S608 (our names)
+        for t in ("attempts", "deliveries", "events")
+    }
+    if db.engine.dialect.name == "postgresql":
+        size = db.session.scalar(
+            text(
+                "SELECT pg_total_relation_size('attempts') + pg_total_relation_size('deliveries')"
+                " + pg_total_relation_size('events')"
+            )
+        )
+        sample["disk_mb"] = round(size / 2**20, 2)
+    else:
+        path = database_url.removeprefix("sqlite:///")
+        sample["disk_mb"] = round(Path(path).stat().st_size / 2**20, 2)
+        wal = Path(path + "-wal")
+        sample["wal_mb"] = round((wal.stat().st_size if wal.exists() else 0) / 2**20, 2)
+    db.session.rollback()
+    return sample
+
+
+def bounded(samples: list[dict], warmup: float) -> dict:
+    """The attempts table stayed flat: its rows at the end against the first sample after
+    `warmup` seconds (by then rows enter and leave at the same rate)."""
+    after = [s for s in samples if s["t"] >= warmup]
+    if len(after) < 2:
+        return {"verdict": "too short (no sample after warm-up)", "ok": False}
+    first, last = after[0], after[-1]
+    growth = last["attempts"] / max(first["attempts"], 1) - 1
+    return {
+        "attempts_after_warmup": first["attempts"],
+        "attempts_end": last["attempts"],
+        "attempts_max_after_warmup": max(s["attempts"] for s in after),
+        "growth_pct": round(growth * 100, 1),
+        "disk_mb_after_warmup": first["disk_mb"],
+        "disk_mb_end": last["disk_mb"],
+        "ok": growth <= 0.25,
+    }
 
 
 def waiting_count() -> int:
@@ -199,10 +264,21 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         load.start()
         kills, rss, next_kill = 0, [], started + kill_every
+        minutes = retention_minutes()
+        sample_every = float(os.environ.get("SOAK_SAMPLE_EVERY", "15"))
+        samples: list[dict] = []
+        next_sample = started
         print(f"soak: {seconds:.0f} s at {rate:g} events/s, kill a worker every {kill_every:g} s")
         while time.monotonic() - started < seconds:
             time.sleep(1)
             rss.append((time.monotonic() - started, rss_mb(steady.process.pid)))
+            if minutes and time.monotonic() >= next_sample:
+                with app.app_context():
+                    sample = {"t": round(time.monotonic() - started)}
+                    sample.update(table_sizes(env["DATABASE_URL"]))
+                samples.append(sample)
+                print(f"  {sample}", flush=True)
+                next_sample += sample_every
             if time.monotonic() >= next_kill:
                 victim.signal(signal.SIGKILL)
                 victim.wait()
@@ -218,7 +294,13 @@ def main(argv: list[str]) -> int:
                 time.sleep(1)
             drain = time.monotonic() - ingest_done
             left = waiting_count()
-            report = check(load, servers, endpoint_ids, left)
+            if minutes:
+                # The purge runs in the workers: stopped, it cannot delete rows between the
+                # check's reads (on PostgreSQL each read has its own snapshot).
+                for w in workers:
+                    w.stop()
+                workers.clear()
+            report = check(load, servers, endpoint_ids, left, minutes)
         web.shutdown()
         warm = [mb for t, mb in rss if t >= min(30.0, seconds / 3)]
         figures = {
@@ -236,6 +318,10 @@ def main(argv: list[str]) -> int:
         }
         growth = warm[-1] - warm[0]
         ok = report["violations"] == 0 and left == 0 and growth <= rss_limit
+        if minutes:
+            flat = bounded(samples, 2 * minutes * 60)
+            figures["retention"] = {"minutes": minutes, **flat, "samples": samples}
+            ok = ok and flat["ok"]
         figures["result"] = "PASS" if ok else "FAIL"
         print(json.dumps(figures, indent=2))
         if "--write-docs" in argv:
@@ -249,17 +335,33 @@ def main(argv: list[str]) -> int:
         redis.stop()
 
 
-def check(load: Load, servers, endpoint_ids: list[int], left: int) -> dict:
+def check(
+    load: Load, servers, endpoint_ids: list[int], left: int, minutes: float | None = None
+) -> dict:
+    from datetime import timedelta
+
     from sqlalchemy import func, select
 
     from tests.faults.invariants import check_invariants
+    from webhook_admin.clock import utcnow
     from webhook_admin.extensions import db
     from webhook_admin.models import Attempt
 
     acked = {(w, e) for s, e in zip(servers, endpoint_ids, strict=True) for w in s.acked}
+    accepted, cutoff = load.accepted, None
+    if minutes:
+        # With retention on, the check covers the window; 60 s of margin for purges that run
+        # while it reads (each with a later cutoff than this one).
+        window = minutes * 60 - 60
+        cutoff = utcnow() - timedelta(seconds=window)
+        accepted = [e for e in accepted if load.accepted_at[e] > time.time() - window]
     try:
         counts = check_invariants(
-            tuple(int(x) for x in SCHEDULE.split(",")), load.accepted, acked, allow_waiting=False
+            tuple(int(x) for x in SCHEDULE.split(",")),
+            accepted,
+            acked,
+            allow_waiting=False,
+            retention_cutoff=cutoff,
         )
         violations = 0
     except AssertionError as exc:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .secrets_box import SecretBox
+from .sqlite_pragmas import apply_sqlite_pragmas
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,14 +115,5 @@ def _engine_options(url: str) -> dict:
     return {"hide_parameters": True, "pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
 
 
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    """WAL and a busy timeout, so the web app and workers do not lock each other out."""
-    if type(dbapi_connection).__module__ != "sqlite3":
-        return
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+# WAL, busy timeout, foreign keys and the bound on the -wal file (sqlite_pragmas.py).
+event.listen(Engine, "connect", apply_sqlite_pragmas)

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -38,6 +39,25 @@ def parse_positive_float(name: str, raw: str) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+# Shorter than this is a typo, not a retention policy: ~1.4 minutes, room for a soak.
+RETENTION_DAYS_MIN = 0.001
+
+
+def parse_retention_days(name: str, raw: str) -> float:
+    """Days, fractions allowed (0.5 = 12 hours; 0.002 = 2.9 minutes, for a soak)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a number of days (fractions allowed, e.g. 30 or 0.5), got {raw!r}"
+        ) from None
+    if not math.isfinite(value) or value < RETENTION_DAYS_MIN:
+        raise ConfigError(
+            f"{name} must be at least {RETENTION_DAYS_MIN:g} days (~1.4 minutes), got {raw!r}"
+        )
     return value
 
 
@@ -162,7 +182,7 @@ class Settings:
     worker_processes: int = 0  # 0: one per CPU core
     per_endpoint_concurrency: int = 8
     endpoint_burst: int = 4  # times the cap, on idle threads (endpoint_gate.py)
-    retention_days: int = 30
+    retention_days: float = 30.0  # fractions allowed (services/retention.py)
     disable_after_hours: float = 120.0
     # endpoint.failing (an operational event) once this many tries in a row failed.
     failing_threshold: int = 5
@@ -405,7 +425,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         worker_processes=optional("WEBHOOK_WORKER_PROCESSES", parse_positive_int, 0),
         per_endpoint_concurrency=optional("WEBHOOK_ENDPOINT_CONCURRENCY", parse_positive_int, 8),
         endpoint_burst=optional("WEBHOOK_ENDPOINT_BURST", parse_positive_int, 4),
-        retention_days=optional("WEBHOOK_RETENTION_DAYS", parse_positive_int, 30),
+        retention_days=optional("WEBHOOK_RETENTION_DAYS", parse_retention_days, 30.0),
         disable_after_hours=optional("WEBHOOK_DISABLE_AFTER_HOURS", parse_positive_float, 120.0),
         failing_threshold=optional("WEBHOOK_FAILING_THRESHOLD", parse_positive_int, 5),
         smtp_url=optional("SMTP_URL", parse_smtp_url, None),

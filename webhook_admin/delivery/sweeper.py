@@ -18,7 +18,6 @@ from ..extensions import db
 from ..models import DeliveryStatus
 from ..queues import RETRY_QUEUE, enqueue_deliveries, get_redis, live_job_ids, redis_key
 from ..services.data_protection import purge_delivered
-from ..services.retention import purge_expired
 from ..worker_presence import last_run_key
 from .certificates import warn_expiring
 from .claims import due_deliveries
@@ -30,16 +29,11 @@ log = logging.getLogger(__name__)
 # A job due this recently may still be on its way from RQ's scheduler (it polls each second).
 GRACE_SECONDS = 2
 BATCH = 1000
-RETENTION_EVERY_SECONDS = 3600
 
 
 # In the app's namespace: one sweeper per deployment, not one for every deployment on a Redis.
 def lock_key() -> str:
     return redis_key("sweeper", "lock")
-
-
-def retention_lock_key() -> str:
-    return redis_key("retention", "lock")
 
 
 def sweep_once() -> dict:
@@ -97,11 +91,6 @@ class SweeperThread(threading.Thread):
                         sweep_once()
                         # Types that ask for it: erase sensitive values once delivered.
                         purge_delivered()
-                    # Once an hour across all workers: the lock outlives the interval.
-                    if get_redis().set(
-                        retention_lock_key(), "1", nx=True, ex=RETENTION_EVERY_SECONDS
-                    ):
-                        purge_expired(self.app.config["SETTINGS"].retention_days)
                 except RedisError as exc:
                     log.warning("sweep skipped, Redis unavailable: %s", exc)
                 except Exception:

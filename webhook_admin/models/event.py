@@ -115,7 +115,7 @@ class Delivery(db.Model):
         # status, error class, the last answer's class, the time range; the event id prefix
         # on PostgreSQL (SQLite searches a range of ix_deliveries_event_id).
         Index("ix_deliveries_status_id", "status", "id"),
-        Index("ix_deliveries_created", "created_at"),
+        Index("ix_deliveries_created", "created_at"),  # also retention's oldest-first batches
         Index("ix_deliveries_error_id", "last_error_class", "id"),
         Index("ix_deliveries_status_class_id", text("(last_status_code / 100)"), "id"),
         Index(
