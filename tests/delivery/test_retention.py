@@ -3,10 +3,8 @@ the window stay; a backlog finishes in one call, each batch in its own transacti
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, insert, select, text, update
@@ -237,18 +235,6 @@ def test_exactly_the_finished_ones_older_than_the_cutoff_go(app, rows, batch):
     assert set(db.session.scalars(select(Event.id))) == kept
     assert count(Attempt) == len(kept)
     assert stats.deliveries == stats.attempts == stats.events == len(expected_gone)
-
-
-def test_the_purge_checkpoints_the_sqlite_wal(app, database_url):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's write-ahead log")
-    path = database_url.removeprefix("sqlite:///") + "-wal"
-    add_history(endpoint_id(), [(40, "succeeded", 40)] * 400)
-    db.session.remove()  # no open read transaction of ours pins the log
-
-    purge_expired(retention_days=30, batch=50)
-
-    assert os.path.getsize(path) == 0
 
 
 def test_one_worker_at_a_time_purges_and_then_not_before_the_interval(app):

@@ -7,6 +7,12 @@ import os
 
 from sqlalchemy import create_engine, text
 
+from tests import conftest
+from tests.delivery.test_retention import add_history, endpoint_id
+from webhook_admin import create_app
+from webhook_admin.extensions import db
+from webhook_admin.services.catalog import seed_catalog
+from webhook_admin.services.retention import purge_expired
 from webhook_admin.sqlite_pragmas import WAL_SIZE_LIMIT_BYTES
 
 
@@ -37,3 +43,25 @@ def test_the_wal_shrinks_back_under_the_limit_after_a_burst(tmp_path):
         assert os.path.getsize(wal) <= WAL_SIZE_LIMIT_BYTES
     finally:
         engine.dispose()
+
+
+def test_the_purge_checkpoints_the_sqlite_wal(tmp_path, redis_server):
+    """After a purge the log is truncated (wal_checkpoint(TRUNCATE)), not left at its size.
+    A SQLite file of its own, whichever database the suite runs on."""
+    from flask_migrate import upgrade
+
+    path = tmp_path / "purge.db"
+    app = create_app(conftest.test_environ(f"sqlite:///{path}", redis_server.url))
+    with app.app_context():
+        upgrade()
+        seed_catalog()
+        db.session.commit()
+        add_history(endpoint_id(), [(40, "succeeded", 40)] * 400)
+        db.session.remove()  # no open read transaction of ours pins the log
+        assert os.path.getsize(str(path) + "-wal") > 0  # the premise: the writes are in it
+
+        purge_expired(retention_days=30, batch=50)
+
+        assert os.path.getsize(str(path) + "-wal") == 0
+        db.session.remove()
+        db.engine.dispose()
