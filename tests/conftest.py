@@ -131,6 +131,9 @@ def app(environ, redis_server):
         get_redis().flushdb()
         yield app
         db.session.remove()
+        # Close this app's pooled connections now, not when the collector finds the app: the
+        # suite creates an engine per test, and PostgreSQL allows 100 connections in all.
+        db.engine.dispose()
     install_runner(None)
     clock.reset()
     strip_memo.clear()  # the monitor's per-process strip memo must not outlive a test's data

@@ -12,7 +12,7 @@ from bench.history import FANOUT, HISTORY_ENDPOINTS, build_history, read_marker
 from bench.history_scenarios import HistoryDatabase
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery, Event
-from webhook_admin.services.retention import purge_batch, purge_orphan_events
+from webhook_admin.services.retention import purge_batch, purge_orphan_events, retention_cutoff
 
 ROWS = 2000
 
@@ -48,7 +48,8 @@ def test_built_history_is_valid_for_the_app(viewer, endpoint, environ, post_even
         assert viewer.get(f"/deliveries/{history.max_delivery_id}").status_code == 200
 
         # Retention at its default keeps all of it.
-        assert purge_batch(30) == 0 and purge_orphan_events(30) == 0
+        cutoff = retention_cutoff(30)
+        assert purge_batch(cutoff) == (0, 0, 0) and purge_orphan_events(cutoff) == 0
         db.session.rollback()
 
         # A new event of the history's own type reaches none of the history endpoints.
