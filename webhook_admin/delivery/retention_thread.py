@@ -15,11 +15,10 @@ import threading
 import time
 
 from flask import Flask
-from redis.exceptions import RedisError
 
-from ..extensions import db
 from ..queues import get_redis, redis_key
 from ..services.retention import PAUSE_FACTOR, PurgeStats, purge_expired
+from .guarded_pass import run_guarded_pass
 
 log = logging.getLogger(__name__)
 EVERY_SECONDS_MAX = 3600  # at least once an hour
@@ -51,17 +50,7 @@ class RetentionThread(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            with self.app.app_context():
-                try:
-                    self.purge_if_ours()
-                except RedisError as exc:
-                    log.warning("retention skipped, Redis unavailable: %s", exc)
-                except Exception:
-                    # The next pass tries again; a purge must never kill the worker.
-                    log.exception("retention purge failed")
-                    db.session.rollback()
-                finally:
-                    db.session.remove()
+            run_guarded_pass(self.app, log, "retention purge", self.purge_if_ours)
             if self._stop_event.wait(min(self.interval, POLL_SECONDS_MAX)):
                 return
 

@@ -11,7 +11,6 @@ import time
 from datetime import timedelta
 
 from flask import Flask, current_app
-from redis.exceptions import RedisError
 
 from ..clock import utcnow
 from ..extensions import db
@@ -22,6 +21,7 @@ from ..worker_presence import last_run_key
 from .certificates import warn_expiring
 from .claims import due_deliveries
 from .deadlines import expire_overdue
+from .guarded_pass import run_guarded_pass
 from .lease_recovery import recover_expired_leases
 from .runner import follow_up
 
@@ -82,22 +82,15 @@ class SweeperThread(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
 
+    def _pass(self) -> None:
+        lock_ms = max(int(self.interval * 900), 100)
+        if get_redis().set(lock_key(), "1", nx=True, px=lock_ms):
+            sweep_once()
+            # Types that ask for it: erase sensitive values once delivered.
+            purge_delivered()
+
     def run(self) -> None:
         while True:
-            with self.app.app_context():
-                try:
-                    lock_ms = max(int(self.interval * 900), 100)
-                    if get_redis().set(lock_key(), "1", nx=True, px=lock_ms):
-                        sweep_once()
-                        # Types that ask for it: erase sensitive values once delivered.
-                        purge_delivered()
-                except RedisError as exc:
-                    log.warning("sweep skipped, Redis unavailable: %s", exc)
-                except Exception:
-                    # The next pass tries again; a sweep must never kill the worker.
-                    log.exception("sweep failed")
-                    db.session.rollback()
-                finally:
-                    db.session.remove()
+            run_guarded_pass(self.app, log, "sweep", self._pass)
             if self._stop_event.wait(self.interval):
                 return
