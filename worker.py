@@ -77,11 +77,17 @@ def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
         DeliveryWorker.stop_signalled = True
         pause.set()
 
+    previous: DeliveryWorker | None = None
     while not DeliveryWorker.stop_signalled:
         try:
-            DeliveryWorker(queues, connection=redis, name=name).work(
-                burst=burst, logging_level="WARNING"
-            )
+            if previous is not None:
+                # RQ could not record the last loop's end while Redis was away, and Redis
+                # may still hold its registration (a replica promoted by Sentinel, a restart
+                # from a snapshot): RQ then refuses a worker of the same --name as "an active
+                # worker named ... already", a ValueError, and the process would exit.
+                previous.register_death()
+            previous = DeliveryWorker(queues, connection=redis, name=name)
+            previous.work(burst=burst, logging_level="WARNING")
         except RedisError as exc:  # RQ's teardown talks to Redis too
             log.warning("worker loop ended, Redis unavailable: %s", exc)
         except StopRequested:  # a signal while RQ was installing its handlers

@@ -61,21 +61,7 @@ def main() -> None:
                 procs.ROOT = trees[tree]
                 env.environ = {**base_environ, "PYTHONPATH": str(trees[tree])}
                 env.web = webs[tree]
-                for key, fn in (
-                    ("s1", lambda: scenarios.s1_ours(env)),
-                    ("s2", lambda: scenarios.s23_ours(env, 0)),
-                    ("s5", lambda: scenarios.s5_ingest(env, env.db, env.web)),
-                ):
-                    if key not in only:
-                        continue
-                    t0 = time.monotonic()
-                    value = fn()
-                    results[tree].setdefault(key, []).append(value)
-                    shown = {k: round(v, 2) for k, v in value.items()}
-                    print(
-                        f"round {round_ + 1} {tree} {key} ({time.monotonic() - t0:.0f}s) {shown}",
-                        flush=True,
-                    )
+                run_scenarios(env, only, results[tree], f"round {round_ + 1} {tree}")
     finally:
         for web in webs.values():
             web.stop()
@@ -83,6 +69,27 @@ def main() -> None:
         env.db.close()
         env.redis.stop()
         env.receivers.stop()
+    report(results, only)
+
+
+def run_scenarios(env, only: set[str], results: dict[str, list[dict]], label: str) -> None:
+    """One round of the chosen scenarios on `env`, each result appended to `results[key]`."""
+    for key, fn in (
+        ("s1", lambda: scenarios.s1_ours(env)),
+        ("s2", lambda: scenarios.s23_ours(env, 0)),
+        ("s5", lambda: scenarios.s5_ingest(env, env.db, env.web)),
+    ):
+        if key not in only:
+            continue
+        t0 = time.monotonic()
+        value = fn()
+        results.setdefault(key, []).append(value)
+        shown = {k: round(v, 2) for k, v in value.items()}
+        print(f"{label} {key} ({time.monotonic() - t0:.0f}s) {shown}", flush=True)
+
+
+def report(results: dict[str, dict[str, list[dict]]], only: set[str]) -> None:
+    """Save the raw results and print each metric's medians and new/old."""
     (procs.LOG_DIR.parent / "ab-results.json").write_text(json.dumps(results, indent=1))
     for key, metrics in (
         ("s1", ("rate", "steady", "cpu_ms")),

@@ -69,10 +69,17 @@ def postgres_url() -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
 
 
-def fresh_postgres_url() -> str:
+def fresh_postgres_url(keep: bool = False) -> str:
+    """The bench database, emptied; with `keep`, as it is (made empty when missing: the first
+    --reuse run seeds it)."""
     import psycopg
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (PG_BENCH_DB,)
+        ).fetchone()
+        if keep and exists:
+            return postgres_url()
         conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB}")
         conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
     return postgres_url()
@@ -534,7 +541,7 @@ def main() -> None:
             path = args.sqlite_path or os.path.join(workdir, "pages.db")
             targets.append(("SQLite", "sqlite:///" + path))
         if args.db in ("postgresql", "both"):
-            targets.append(("PostgreSQL", postgres_url() if args.reuse else fresh_postgres_url()))
+            targets.append(("PostgreSQL", fresh_postgres_url(keep=args.reuse)))
         for label, url in targets:
             print(f"{label}: {args.endpoints:,} endpoints, {args.attempts:,} attempts", flush=True)
             prepare(url, redis.url, args.endpoints, args.attempts, args.reuse)

@@ -132,8 +132,10 @@ def test_sigkilled_master_fails_over_and_every_redis_user_follows(
         with web.app_context():
             # The web app's own client follows too: /metrics, and the client the login
             # throttle, ingest and the pages are handed (get_redis) writes to the new master.
-            wait_until(lambda: metric(web, "webhook_redis_up") == 1, timeout=10)
-            wait_until(lambda: metric(web, "webhook_workers_alive") == 2, timeout=10)
+            wait_until(lambda: metric(web, "webhook_redis_up") == 1, timeout=10, message=output())
+            wait_until(
+                lambda: metric(web, "webhook_workers_alive") == 2, timeout=10, message=output()
+            )
             get_redis().set(redis_key("failover-probe"), "web")
             assert new_master.get(redis_key("failover-probe")) == b"web"
             # Both workers' RQ loops are registered with the new master again.

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+import uuid
 from dataclasses import replace
 
+import pytest
+import redis
 from sqlalchemy import func, select
 
 from tests.faults.conftest import Acking
@@ -14,8 +19,9 @@ from tests.support.receiver import Receiver, Reply
 from tests.support.work import run_queued_jobs
 from webhook_admin.extensions import db
 from webhook_admin.models import Delivery
-from webhook_admin.queues import RETRY, get_queue, get_redis
+from webhook_admin.queues import RETRY, enqueue_deliveries, get_queue, get_redis
 from webhook_admin.worker_presence import last_run_key
+from worker import REDIS_RETRY_SECONDS
 
 SCHEDULE = "4,1"
 EACH = 250
@@ -94,3 +100,66 @@ def test_event_accepted_while_redis_is_down_is_delivered_when_it_returns(
     )
     assert counts == {"succeeded": 10}
     assert sorted(responder.tries) == sorted(ids)
+
+
+def test_a_named_worker_survives_redis_coming_back_with_its_old_registration(
+    app, post_event, add_endpoint, start_worker, redis_server
+):
+    """Redis may come back from an outage still holding the RQ registration the worker's
+    loop made before it (a replica promoted by Sentinel, a restart from a snapshot), without
+    the loop's end, which RQ could not write while Redis was away. RQ refuses a new loop of the
+    same --name as "an active worker named ... already": the process must record the old
+    loop's end and go on, not exit (it did, in a Sentinel failover under load).
+
+    Made deterministic: both delivery threads held by a receiver, and an RQ job waiting for
+    a thread, so RQ's loop is inside a job (not in its dequeue, which rides out outages by
+    itself) when Redis goes; Redis comes back from a snapshot taken while the loop ran."""
+    if redis_server.stop is None:
+        pytest.fail("this fault test stops and restarts Redis: it needs redis-server installed")
+    release = threading.Event()
+    held = Acking(lambda webhook_id, nth: (release.wait(30), Reply(200))[1])
+    name = f"kept-name-{uuid.uuid4().hex[:6]}"
+    rq_key = f"rq:worker:{name}"
+    snapshot = os.path.join(redis_server.workdir, "dump.rdb")
+    with Receiver(held) as receiver:
+        add_endpoint(receiver.url)
+        worker = start_worker("--threads", "2", "--name", name)
+        client = redis.Redis.from_url(redis_server.url)
+        wait_until(lambda: client.exists(rq_key), message=worker.output())
+        for n in range(2):
+            assert post_event(event_id=f"evt_kept_name_{n}").status_code == 202
+        receiver.wait_for(2, timeout=20)  # both threads are busy
+        delivery_id = db.session.scalar(select(func.min(Delivery.id)))
+        # A second job for the same delivery (harmless: the claim is atomic) keeps RQ's
+        # loop inside the job, waiting for the thread.
+        assert enqueue_deliveries([(delivery_id, 7)], RETRY)
+        wait_until(lambda: get_queue(RETRY).count == 0, message=worker.output())
+        client.save()  # RQ's registration, without an end, is in the snapshot
+        redis_server.stop()
+        try:
+            release.set()  # the job ends; RQ's loop fails on Redis and cannot note its end
+            wait_until(
+                lambda: "worker loop restarting" in worker.output(),
+                timeout=30,
+                message=worker.output(),
+            )
+        finally:
+            redis_server.start()  # from the snapshot
+            os.remove(snapshot)  # later outage tests need Redis to come back empty
+        assert client.exists(rq_key)  # the old registration is back...
+        # ... and the worker, still running, registered a new loop under its name.
+        wait_until(
+            lambda: (
+                client.hget(rq_key, "death") is None
+                and client.sismember("rq:workers", rq_key)
+                and worker.output().count("worker loop restarting") >= 1
+                and worker.process.poll() is None
+            ),
+            timeout=30,
+            message=worker.output(),
+        )
+        time.sleep(REDIS_RETRY_SECONDS + 1)  # past another restart, had the first one failed
+        assert worker.process.poll() is None, worker.output()
+        assert "There exists an active worker" not in worker.output()
+        assert post_event(event_id="evt_after_restart").status_code == 202
+        receiver.wait_for(3, timeout=30)

@@ -3,7 +3,6 @@ same scrypt check; what is typed into the email field stays out of the audit log
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 
@@ -80,8 +79,10 @@ def test_unknown_emails_cost_the_same_scrypt_check(app):
         return time.perf_counter() - started
 
     seconds("nobody@example.com")  # the placeholder hash is made once, on first use
-    known = statistics.median(seconds("ops@example.com") for _ in range(5))
-    unknown = statistics.median(seconds(f"nobody{n}@example.com") for n in range(5))
+    # Alternating, and the fastest of each: a busy host slows single checks, not the least.
+    pairs = [(seconds("ops@example.com"), seconds(f"nobody{n}@example.com")) for n in range(7)]
+    known = min(k for k, _ in pairs)
+    unknown = min(u for _, u in pairs)
     assert known > 0.005  # scrypt, not a fast hash
     assert unknown > known * 0.5, (known, unknown)
 

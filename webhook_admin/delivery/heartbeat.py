@@ -66,11 +66,12 @@ class Heartbeat(threading.Thread):
             "started_at": f"{self.started_at:.3f}",
             "last_seen": f"{now:.3f}",
         }
-        ttl = max(int(self.interval * TTL_FACTOR), 1)
+        # In milliseconds: a 0.5 s interval in whole seconds gave a TTL of two intervals.
+        ttl_ms = max(int(self.interval * TTL_FACTOR * 1000), 1000)
         try:
             with self.redis.pipeline() as pipe:
                 pipe.hset(self.key, mapping=fields)
-                pipe.expire(self.key, ttl)
+                pipe.pexpire(self.key, ttl_ms)
                 pipe.zadd(self.index_key, {self.worker_name: now})
                 # Forget index entries of workers that stopped beating long ago.
                 pipe.zremrangebyscore(self.index_key, "-inf", now - 24 * 3600)
