@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -39,7 +40,7 @@ from webhook_admin.queues import (
     redis_target,
     use_worker_redis,
 )
-from webhook_admin.rq_internals import request_stop
+from webhook_admin.rq_internals import request_stop, unended_registration
 
 REDIS_RETRY_SECONDS = 2.0
 
@@ -80,7 +81,9 @@ def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
     previous: DeliveryWorker | None = None
     while not DeliveryWorker.stop_signalled:
         try:
-            if previous is not None:
+            if previous is None and name is not None:
+                release_name_of_dead_worker(redis, name)
+            elif previous is not None:
                 # RQ could not record the last loop's end while Redis was away, and Redis
                 # may still hold its registration (a replica promoted by Sentinel, a restart
                 # from a snapshot): RQ then refuses a worker of the same --name as "an active
@@ -100,6 +103,40 @@ def work_until_stopped(queues, redis, name: str | None, burst: bool) -> None:
         log.warning("worker loop restarting in %.0f s (Redis was unavailable)", REDIS_RETRY_SECONDS)
         if pause.wait(REDIS_RETRY_SECONDS):
             return
+
+
+def release_name_of_dead_worker(redis, name: str) -> None:
+    """A worker of this --name that died without a goodbye (SIGKILL, the stop timeout, the
+    OOM killer) leaves its RQ registration for up to 8 minutes (RQ's worker TTL + 60 s), and
+    RQ refuses the name meanwhile: under `Restart=always` the process would exit again and
+    again. A registration made on this host by a process that is gone (or by this very pid:
+    a restarted container) is released; any other is a second live worker of that name."""
+    held = unended_registration(DeliveryWorker, redis, name)
+    if held is None:
+        return
+    if held.hostname != socket.gethostname() or (
+        held.pid != os.getpid() and process_is_alive(held.pid)
+    ):
+        raise SystemExit(
+            f"another worker named {name!r} is running (host {held.hostname}, pid {held.pid}):"
+            " each worker needs a name of its own (--name)"
+        )
+    logging.getLogger("worker").warning(
+        "worker name %s was still registered by pid %s, which is gone: released", name, held.pid
+    )
+    held.register_death()
+
+
+def process_is_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def hand_back(dispatcher: FreshDispatcher | None, runner: DeliveryRunner) -> None:

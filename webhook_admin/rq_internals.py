@@ -9,7 +9,10 @@ What is relied on (RQ 2.x/3.x, pinned in pyproject.toml):
   `status` and `started_at` as RQ's own worker would (delivery/fresh_dispatcher.py);
 - a Worker leaves its loop at the next turn once `_stop_requested` is true: the worker
   process sets it for a stop signal that came before RQ's handlers were in place
-  (worker.py)."""
+  (worker.py);
+- a worker's registration is the hash `redis_worker_namespace_prefix + name`, and one without
+  a `death` field makes `register_birth` refuse that name (worker.py releases the name of a
+  process of its own host that is gone)."""
 
 from __future__ import annotations
 
@@ -44,3 +47,13 @@ def job_time(raw: bytes) -> datetime:
 def request_stop(worker) -> None:
     """Make an RQ worker leave its loop at its next turn, as its own signal handler does."""
     worker._stop_requested = True
+
+
+def unended_registration(worker_class, redis, name: str):
+    """RQ's registration of a worker named `name` that never recorded its end (the state in
+    which RQ's `register_birth` refuses the name), as a worker object with its `hostname`
+    and `pid`; None when there is none. `death` is the field `register_death` writes."""
+    key = worker_class.redis_worker_namespace_prefix + name
+    if not redis.exists(key) or redis.hexists(key, "death"):
+        return None
+    return worker_class.find_by_key(key, connection=redis)

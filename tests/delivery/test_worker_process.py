@@ -220,3 +220,52 @@ def test_worker_runs_several_processes_and_passes_sigterm_on(
     supervisor.signal(signal.SIGTERM)
     assert supervisor.wait(30) == 0, supervisor.output()
     wait_until(lambda: not get_redis().smembers("rq:workers"))
+
+
+def test_a_named_worker_killed_and_restarted_at_once_takes_its_name_back(
+    app, post_event, receiver, start_worker
+):
+    """systemd's `Restart=always` with `--name %H` (docs/deployment.md): after a SIGKILL the
+    dead process's RQ registration stays for minutes, and RQ refused the name to the new one,
+    which exited (and would again at every restart)."""
+    name = "named-restart"
+    key = f"rq:worker:{name}"
+    add_endpoint(receiver.url)
+    redis = get_redis()
+    first = start_worker("--processes", "1", "--threads", "4", "--name", name)
+    wait_until(lambda: redis.hget(key, "pid") == str(first.process.pid).encode(), timeout=60)
+    first.signal(signal.SIGKILL)
+    first.wait()
+    assert redis.exists(key) and not redis.hexists(key, "death")  # left behind
+    second = start_worker("--processes", "1", "--threads", "4", "--name", name)
+    wait_until(
+        lambda: (
+            redis.hget(key, "pid") == str(second.process.pid).encode()
+            or second.process.poll() is not None
+        ),
+        timeout=60,
+    )
+    assert second.process.poll() is None, second.output()
+    post_event(event_id="evt_named_restart")
+    assert receiver.wait_for(1)[0].headers["webhook-id"] == "evt_named_restart"
+    assert second.process.poll() is None, second.output()
+    assert "which is gone: released" in second.output()
+
+
+def test_a_second_worker_of_a_live_name_exits_and_says_why(app, start_worker):
+    """A registration of that name from another host is a live worker: RQ's refusal stands,
+    with a message an operator can act on (not RQ's traceback)."""
+    from rq import SimpleWorker
+
+    name = "taken-name"
+    other = SimpleWorker([], name=name, connection=get_redis())
+    other.hostname = "another-host"
+    other.register_birth()
+    try:
+        worker = start_worker("--processes", "1", "--threads", "4", "--name", name)
+        assert worker.wait(60) != 0
+        assert (
+            "another worker named 'taken-name' is running (host another-host" in worker.output()
+        ), worker.output()
+    finally:
+        other.register_death()
