@@ -127,3 +127,22 @@ def test_rq_worker_leaves_its_loop_when_asked_to_stop_before_its_first_turn(redi
         pytest.fail("RQ no longer leaves its loop on _stop_requested (rq_internals.request_stop)")
     assert done.returncode == 0, done.stderr
     assert "left the loop" in done.stdout
+
+
+def test_rq_refuses_a_name_whose_registration_has_no_end_and_we_can_see_it(redis_server):
+    """worker.py releases the name of a dead process of its host: it reads RQ's registration
+    (hostname, pid) and relies on RQ refusing a name until `register_death` has run."""
+    from rq import SimpleWorker
+
+    redis = Redis.from_url(redis_server.url)
+    name = "adapter-" + uuid.uuid4().hex
+    first = SimpleWorker([], name=name, connection=redis)
+    first.register_birth()
+    held = rq_internals.unended_registration(SimpleWorker, redis, name)
+    assert (held.hostname, held.pid) == (first.hostname, first.pid)
+    with pytest.raises(ValueError, match="active worker named"):
+        SimpleWorker([], name=name, connection=redis).register_birth()
+    held.register_death()
+    assert rq_internals.unended_registration(SimpleWorker, redis, name) is None
+    SimpleWorker([], name=name, connection=redis).register_birth()  # the name is free again
+    assert rq_internals.unended_registration(SimpleWorker, redis, "adapter-none") is None
