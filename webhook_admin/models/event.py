@@ -111,13 +111,28 @@ class Delivery(db.Model):
         Index("ix_deliveries_lease", "status", "lease_expires_at"),
         # The monitor and endpoint pages: newest first, per endpoint.
         Index("ix_deliveries_endpoint_id", "endpoint_id", "id"),
+        # ...and by status within an endpoint (migration 0010): ?status=failed&endpoint_id=N.
+        Index(
+            "ix_deliveries_endpoint_status_id",
+            "endpoint_id",
+            "status",
+            "id",
+            postgresql_include=["created_at"],  # the endpoint's chart, index-only
+        ),
         # The monitor's filters, newest first and counted by index (migration 0008, issue 16):
         # status, error class, the last answer's class, the time range; the event id prefix
-        # on PostgreSQL (SQLite searches a range of ix_deliveries_event_id).
+        # on PostgreSQL (SQLite searches a range of the unique constraint's index, which leads
+        # with event_id and also serves an event's deliveries: no index of event_id alone).
         Index("ix_deliveries_status_id", "status", "id"),
         Index("ix_deliveries_created", "created_at"),  # also retention's oldest-first batches
         Index("ix_deliveries_error_id", "last_error_class", "id"),
-        Index("ix_deliveries_status_class_id", text("(last_status_code / 100)"), "id"),
+        # INCLUDE: PostgreSQL answers from an expression index alone only with the column in it
+        Index(
+            "ix_deliveries_status_class_id",
+            text("(last_status_code / 100)"),
+            "id",
+            postgresql_include=["last_status_code"],
+        ),
         Index(
             "ix_deliveries_event_id_pattern",
             "event_id",
@@ -126,7 +141,7 @@ class Delivery(db.Model):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
     attempts_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -154,7 +169,13 @@ class Attempt(db.Model):
         UniqueConstraint("delivery_id", "number", name="uq_attempts_delivery_number"),
         Index("ix_attempts_started", "started_at"),
         # Success rates and response times per endpoint over the last 24 hours (0008).
-        Index("ix_attempts_endpoint_started", "endpoint_id", "started_at"),
+        Index(
+            "ix_attempts_endpoint_started",
+            "endpoint_id",
+            "started_at",
+            # the endpoint page's durations and success rate read from the index alone
+            postgresql_include=["duration_ms", "response_status", "succeeded"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -74,8 +74,12 @@ def count_after(filters: DeliveryFilters, after: int) -> int | None:
     newest_id, _ = newest_delivery()
     if newest_id <= after:
         return None
-    matching = (
-        _filtered_deliveries(filters).where(Delivery.id > after).limit(NEW_COUNT_CAP).subquery()
+    matching = (  # ids only: an index-only count (queries.count_deliveries)
+        _filtered_deliveries(filters)
+        .with_only_columns(Delivery.id)
+        .where(Delivery.id > after)
+        .limit(NEW_COUNT_CAP)
+        .subquery()
     )
     return db.session.scalar(select(func.count()).select_from(matching))
 
