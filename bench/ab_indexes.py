@@ -44,6 +44,8 @@ def index_definitions(engine, names: tuple[str, ...]) -> dict[str, str]:
 def set_indexes(engine, definitions: dict[str, str], present: bool) -> None:
     with engine.begin() as conn:
         for name, definition in definitions.items():
+            if present:  # the previous variant may have been this one
+                definition = definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
             conn.execute(text(definition if present else f"DROP INDEX IF EXISTS {name}"))
     have = {i["name"] for i in inspect(engine).get_indexes("deliveries")}
     assert all((name in have) == present for name in definitions), have
