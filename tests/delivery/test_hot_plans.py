@@ -29,18 +29,17 @@ HISTORY = 3000
 GROWING = ("events", "deliveries", "attempts")
 
 
-def add_history(endpoint_id: int, rows: int) -> None:
-    """`rows` delivered events, each with its succeeded delivery and its attempt."""
-    now = utcnow() - timedelta(days=1)
+def insert_events(prefix: str, rows: int, at) -> None:
+    """`rows` ingested events `evt_<prefix>_<n>`, received at `at`, one delivery each."""
     db.session.execute(
         insert(Event.__table__),
         [
             {
-                "id": f"evt_history_{i}",
+                "id": f"evt_{prefix}_{i}",
                 "type": "transaction.approved",
                 "data": {"amount": i},
-                "occurred_at": now,
-                "received_at": now,
+                "occurred_at": at,
+                "received_at": at,
                 "body_sha256": "0" * 64,
                 "source": "ingest",
                 "delivery_count": 1,
@@ -48,6 +47,12 @@ def add_history(endpoint_id: int, rows: int) -> None:
             for i in range(rows)
         ],
     )
+
+
+def add_history(endpoint_id: int, rows: int) -> None:
+    """`rows` delivered events, each with its succeeded delivery and its attempt."""
+    now = utcnow() - timedelta(days=1)
+    insert_events("history", rows, now)
     db.session.execute(
         insert(Delivery.__table__),
         [

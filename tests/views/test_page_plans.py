@@ -26,7 +26,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert, text, update
 
-from tests.delivery.test_hot_plans import GROWING, HISTORY, Statements, add_history
+from tests.delivery.test_hot_plans import (
+    GROWING,
+    HISTORY,
+    Statements,
+    add_history,
+    insert_events,
+)
 from webhook_admin.clock import utcnow
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery, DeliveryStatus, Event
@@ -90,44 +96,57 @@ def page_urls(endpoint_id: int, delivery_id: int) -> list[str]:
     ]
 
 
-def thrown_away(statement: str, parameters) -> list[str]:
-    """The plan's scans of history tables that read rows only to drop them, as
-    "<node> on <table>: <rows>" (PostgreSQL), or its full scans and id sorts (SQLite)."""
+def sqlite_searches(statement: str, parameters) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of a statement, one line per step."""
     with db.engine.connect() as connection:
         cursor = connection.connection.cursor()
-        if connection.dialect.name == "sqlite":
-            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-            lines = [row[3].strip() for row in cursor.fetchall()]
-            cursor.close()
-            scan = re.compile(rf"^SCAN ({'|'.join(GROWING)})\b")
-            where = re.search(r"\bWHERE\b", statement)
-            found = [line for line in lines if where and scan.search(line)]
-            # A range (an hour, an id prefix) is sorted by id: its rows only, a bounded set.
-            ranged = re.compile(rf"^SEARCH ({'|'.join(GROWING)}) .*\(.*[<>]\?")
-            if re.search(r"ORDER BY deliveries\.id", statement) and not any(
-                ranged.search(line) for line in lines
-            ):
-                found += [line for line in lines if "TEMP B-TREE FOR ORDER BY" in line]
-            return found
-        # Tables of 3,000 rows are cheaper to read whole than by an index: ask for the plan the
-        # database takes when it has an index for the statement (it reads the whole table
-        # anyway when it has none: a Seq Scan, or an index walked end to end and filtered).
+        cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        lines = [row[3].strip() for row in cursor.fetchall()]
+        cursor.close()
+    return lines
+
+
+def postgres_plan_nodes(statement: str, parameters) -> list[dict]:
+    """Every node of PostgreSQL's EXPLAIN ANALYZE of a statement. Sequential scans off: tables
+    of 3,000 rows are cheaper to read whole than by an index, so ask for the plan the
+    database takes when it has an index for the statement (it reads the whole table anyway
+    when it has none: a Seq Scan, or an index walked end to end and filtered)."""
+    with db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
         (plan,) = cursor.fetchone()
         cursor.close()
     plan = json.loads(plan) if isinstance(plan, str) else plan
-    found = []
+    nodes, todo = [], [plan[0]["Plan"]]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        todo.extend(node.get("Plans", []))
+    return nodes
 
-    def walk(node: dict) -> None:
+
+def thrown_away(statement: str, parameters) -> list[str]:
+    """The plan's scans of history tables that read rows only to drop them, as
+    "<node> on <table>: <rows>" (PostgreSQL), or its full scans and id sorts (SQLite)."""
+    if db.engine.dialect.name == "sqlite":
+        lines = sqlite_searches(statement, parameters)
+        scan = re.compile(rf"^SCAN ({'|'.join(GROWING)})\b")
+        where = re.search(r"\bWHERE\b", statement)
+        found = [line for line in lines if where and scan.search(line)]
+        # A range (an hour, an id prefix) is sorted by id: its rows only, a bounded set.
+        ranged = re.compile(rf"^SEARCH ({'|'.join(GROWING)}) .*\(.*[<>]\?")
+        if re.search(r"ORDER BY deliveries\.id", statement) and not any(
+            ranged.search(line) for line in lines
+        ):
+            found += [line for line in lines if "TEMP B-TREE FOR ORDER BY" in line]
+        return found
+    found = []
+    for node in postgres_plan_nodes(statement, parameters):
         removed = node.get("Rows Removed by Filter", 0) * node.get("Actual Loops", 1)
         growing = node.get("Relation Name") in GROWING
         if growing and (removed > THROWN_AWAY or node["Node Type"] == "Seq Scan"):
             found.append(f"{node['Node Type']} on {node['Relation Name']}: {removed:.0f}")
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk(plan[0]["Plan"])
     return found
 
 
@@ -221,22 +240,7 @@ def test_the_endpoint_figures_count_a_delivery_whose_id_is_older_than_its_time(
 
 def add_rows(endpoint_id: int, rows: int, prefix: str, status: str, created_at) -> None:
     """`rows` deliveries of `endpoint_id` (with their events), all `status`, created then."""
-    db.session.execute(
-        insert(Event.__table__),
-        [
-            {
-                "id": f"evt_{prefix}_{i}",
-                "type": "transaction.approved",
-                "data": {"amount": i},
-                "occurred_at": created_at,
-                "received_at": created_at,
-                "body_sha256": "0" * 64,
-                "source": "ingest",
-                "delivery_count": 1,
-            }
-            for i in range(rows)
-        ],
-    )
+    insert_events(prefix, rows, created_at)
     db.session.execute(
         insert(Delivery.__table__),
         [
@@ -259,33 +263,12 @@ def bitmaps_read(statement: str, parameters) -> list[str]:
     """PostgreSQL: the bitmap index scans of the plan that returned more than a few entries
     (a BitmapAnd of two indexes, each reading one whole half of the history, removes no row
     by filter but reads them all)."""
-    with db.engine.connect() as connection:
-        cursor = connection.connection.cursor()
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-        (plan,) = cursor.fetchone()
-        cursor.close()
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    found = []
-
-    def walk(node: dict) -> None:
-        rows = node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
-        if node["Node Type"] == "Bitmap Index Scan" and rows > THROWN_AWAY:
-            found.append(f"Bitmap Index Scan on {node['Index Name']}: {rows:.0f}")
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk(plan[0]["Plan"])
-    return found
-
-
-def sqlite_searches(statement: str, parameters) -> list[str]:
-    with db.engine.connect() as connection:
-        cursor = connection.connection.cursor()
-        cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-        lines = [row[3].strip() for row in cursor.fetchall()]
-        cursor.close()
-    return lines
+    return [
+        f"Bitmap Index Scan on {node['Index Name']}: {rows:.0f}"
+        for node in postgres_plan_nodes(statement, parameters)
+        if node["Node Type"] == "Bitmap Index Scan"
+        and (rows := node.get("Actual Rows", 0) * node.get("Actual Loops", 1)) > THROWN_AWAY
+    ]
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
@@ -381,45 +364,19 @@ def read_from_the_table(statement: str, parameters) -> list[str]:
     """The plan's reads of deliveries rows themselves, not of an index alone: PostgreSQL's
     scans of deliveries other than an Index Only Scan (and bitmaps of more than a few
     entries); SQLite's lines on deliveries that are not a covering index or the rowid."""
-    with db.engine.connect() as connection:
-        cursor = connection.connection.cursor()
-        if connection.dialect.name == "sqlite":
-            cursor.close()
-            return [
-                line
-                for line in sqlite_plan(statement, parameters)
-                if re.match(r"(SCAN|SEARCH) deliveries\b", line)
-                and "COVERING INDEX" not in line
-                and "INTEGER PRIMARY KEY" not in line
-            ]
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-        (plan,) = cursor.fetchone()
-        cursor.close()
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    found = []
-
-    def walk(node: dict) -> None:
-        rows = node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
-        if node.get("Relation Name") in GROWING and node["Node Type"] != "Index Only Scan":
-            found.append(f"{node['Node Type']} on {node['Relation Name']}")
-        if node["Node Type"] == "Bitmap Index Scan" and rows > THROWN_AWAY:
-            found.append(f"Bitmap Index Scan on {node['Index Name']}: {rows:.0f}")
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk(plan[0]["Plan"])
-    return found
-
-
-def sqlite_plan(statement: str, parameters) -> list[str]:
-    """SQLite's EXPLAIN QUERY PLAN of a statement, one line per step."""
-    with db.engine.connect() as connection:
-        cursor = connection.connection.cursor()
-        cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-        lines = [row[3].strip() for row in cursor.fetchall()]
-        cursor.close()
-    return lines
+    if db.engine.dialect.name == "sqlite":
+        return [
+            line
+            for line in sqlite_searches(statement, parameters)
+            if re.match(r"(SCAN|SEARCH) deliveries\b", line)
+            and "COVERING INDEX" not in line
+            and "INTEGER PRIMARY KEY" not in line
+        ]
+    return [
+        f"{node['Node Type']} on {node['Relation Name']}"
+        for node in postgres_plan_nodes(statement, parameters)
+        if node.get("Relation Name") in GROWING and node["Node Type"] != "Index Only Scan"
+    ] + bitmaps_read(statement, parameters)
 
 
 def vacuum_analyze() -> None:
@@ -529,7 +486,7 @@ def test_the_endpoint_figures_read_the_endpoints_day_by_index(app, viewer, add_e
             r"|SEARCH deliveries USING INTEGER PRIMARY KEY \(rowid>\?\)"
         )
         plans = {
-            f"{url} :: {' '.join(sql.split())[:110]}": sqlite_plan(sql, params)
+            f"{url} :: {' '.join(sql.split())[:110]}": sqlite_searches(sql, params)
             for url, sql, params in figures
         }
         bad = {
