@@ -54,6 +54,6 @@ def unended_registration(worker_class, redis, name: str):
     which RQ's `register_birth` refuses the name), as a worker object with its `hostname`
     and `pid`; None when there is none. `death` is the field `register_death` writes."""
     key = worker_class.redis_worker_namespace_prefix + name
-    if not redis.exists(key) or redis.hexists(key, "death"):
+    if redis.hexists(key, "death"):
         return None
-    return worker_class.find_by_key(key, connection=redis)
+    return worker_class.find_by_key(key, connection=redis)  # None when there is no key
