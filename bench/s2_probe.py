@@ -1,14 +1,20 @@
 """Where scenario 2's time goes (issue 16): one run of scenario 2 per case, with the receipts
-per 0.1 s (how many requests were in flight), the worker's CPU per delivery and, with
-BENCH_PROBE_DUMP=1, `py-spy dump` of each worker process mid-run (threads counted by the
-function they wait in):
+per 0.1 s (how many requests were in flight) and the worker's CPU per delivery:
 
     BENCH_DB_NAME=bench_fast PYTHONPATH=. .venv/bin/python -m bench.s2_probe \
         ROUNDS /tmp/old@pg:spread pg:spread sqlite:spread:WEBHOOK_WORKER_THREADS=256 ...
 
-Each case is [TREE@]DB:LAYOUT[:ENV=VALUE,...] (TREE: another checkout, e.g. the old code) (the pairs go to the worker); every round runs every
-case, so the cases share the machine's state of the moment. BENCH_PROBE_VERBOSE=1 prints the
-receipts per 0.1 s, when each event was answered, and the dumps."""
+Each case is [TREE@]DB:LAYOUT[:ENV=VALUE,...] (TREE: another checkout, e.g. the old code;
+the pairs go to the worker); every round runs every case, so the cases share the machine's
+state of the moment. Options, in the environment:
+- BENCH_PROBE_DUMP=1: `py-spy dump` of each worker process mid-run (at 1, 2 and 3 s, or at
+  the seconds in BENCH_PROBE_DUMP_AT), threads counted by the function they wait in;
+- BENCH_PROBE_PROFILE=DIR: each worker process's collapsed stacks there (`py-spy record
+  --gil`: the thread holding the GIL; it slows the worker several times, so read shares,
+  not rates);
+- BENCH_PROBE_CPU=1: where the machine's CPU went in the window, by kind of process
+  (`cpu_share.py`);
+- BENCH_PROBE_VERBOSE=1: the receipts per 0.1 s, when each event was answered, the dumps."""
 
 from __future__ import annotations
 
@@ -20,11 +26,13 @@ import threading
 import time
 from pathlib import Path
 
-from . import procs, scenarios
+from . import cpu_share, procs, scenarios
 from .load import Database, ingest_many
 from .run import PG_ADMIN_URL
 
 HERE = procs.ROOT
+# When to dump the worker's threads, in seconds after the first ingest (BENCH_PROBE_DUMP_AT).
+DUMP_AT = [float(s) for s in os.environ.get("BENCH_PROBE_DUMP_AT", "1,2,3").split(",")]
 
 
 def sqlite_env(env: scenarios.Env, name: str) -> scenarios.Env:
@@ -44,7 +52,7 @@ def dump_threads(pids: list[int]) -> str:
     lines = []
     for pid in pids:
         out = subprocess.run(
-            [str(procs.BIN / "py-spy"), "dump", "--pid", str(pid)],
+            [str(procs.BIN / "py-spy"), "dump", "--nonblocking", "--pid", str(pid)],
             capture_output=True,
             text=True,
             check=False,
@@ -77,18 +85,35 @@ def one(env: scenarios.Env, one_port: bool, extra: dict[str, str], tree: Path) -
     if os.environ.get("BENCH_PROBE_DUMP") == "1":
 
         def take() -> None:
-            for at in (1.0, 2.0, 3.0):
+            for at in DUMP_AT:
                 time.sleep(max(0.0, at - (time.time() - started)))
                 dumps.append(f" at {at:.1f}s\n" + dump_threads(workers_only))
 
         threading.Thread(target=take, daemon=True).start()
+    profilers = []
+    if os.environ.get("BENCH_PROBE_PROFILE"):  # a folder: collapsed stacks per worker process
+        for pid in workers_only:
+            out = Path(os.environ["BENCH_PROBE_PROFILE"]) / f"{tree.name}-{pid}.txt"
+            argv = [str(procs.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw"]
+            argv += ["--rate", "200", "--gil", "--output", str(out)]  # the thread holding the GIL
+            profilers.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+    share = cpu_share.CpuShare() if os.environ.get("BENCH_PROBE_CPU") == "1" else None
     try:
+        if share is not None:
+            share.__enter__()
         started = time.time()
         sent = ingest_many(env.web.url, plan.s2_events, threads=4)
         ingested = time.time()
         done = env.receivers.wait_count("slow", n, 600)
         cpu = sum(procs.cpu_seconds(p) for p in pids) - cpu0
+        if share is not None:
+            share.__exit__(None, None, None)
     finally:
+        for profiler in profilers:
+            profiler.send_signal(2)  # py-spy writes its file on SIGINT
+            profiler.wait(30)
         procs.stop_all(workers)
     times = sorted(t for m, _p, _w, t in env.receivers.dump() if m == "slow")
     buckets = collections.Counter(int((t - started) * 10) for t in times)
@@ -101,6 +126,7 @@ def one(env: scenarios.Env, one_port: bool, extra: dict[str, str], tree: Path) -
         "in_flight_per_0.1s": timeline,
         "dumps": dumps,
         "answered_s": sorted(round(s.answered_at - started, 2) for s in sent),
+        "cpu_share": share.report() if share is not None else "",
     }
 
 
@@ -134,6 +160,8 @@ def main() -> None:
                     f" load {os.getloadavg()[0]:.2f}",
                     flush=True,
                 )
+                if result["cpu_share"]:
+                    print(result["cpu_share"], flush=True)
                 if os.environ.get("BENCH_PROBE_VERBOSE") == "1":
                     print("  in flight per 0.1 s:", result["in_flight_per_0.1s"], flush=True)
                     print("  events answered at:", result["answered_s"], flush=True)
