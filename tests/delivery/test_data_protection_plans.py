@@ -6,29 +6,14 @@ holding values (ix_events_sensitive_pending)."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlalchemy import text, update
 
-from tests.delivery.test_hot_plans import (
-    GROWING,
-    HISTORY,
-    Statements,
-    add_history,
-    scans_of_growing_tables,
-)
+from tests.delivery.test_hot_plans import HISTORY, add_history
+from tests.support.query_plans import Statements, scans_of_growing_tables
 from webhook_admin.extensions import db
 from webhook_admin.models import EventType
 from webhook_admin.services.data_protection import purge_delivered_batch
-
-
-def touching_growing_tables(seen) -> list[tuple[str, object]]:
-    return [
-        (sql, params)
-        for sql, params in seen
-        if any(re.search(rf"\b{table}\b", sql) for table in GROWING)
-    ]
 
 
 def test_with_no_type_asking_for_erasure_no_event_is_read(app, add_endpoint):
@@ -39,7 +24,7 @@ def test_with_no_type_asking_for_erasure_no_event_is_read(app, add_endpoint):
     with Statements() as captured:
         assert purge_delivered_batch() == 0
 
-    assert touching_growing_tables(captured.seen) == []
+    assert captured.touching_history() == []
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
@@ -64,7 +49,7 @@ def test_the_erasure_finds_the_pending_events_by_an_index(app, add_endpoint, ana
     with Statements() as captured:
         assert purge_delivered_batch() == 2
 
-    statements = touching_growing_tables(captured.seen)
+    statements = captured.touching_history()
     assert [sql.split(None, 1)[0].upper() for sql, _ in statements] == ["SELECT", "UPDATE"]
     scans = {sql: scans_of_growing_tables(sql, params) for sql, params in statements}
     assert {sql: lines for sql, lines in scans.items() if lines} == {}

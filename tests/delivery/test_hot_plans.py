@@ -16,8 +16,14 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import insert, text
 
+from tests.support.query_plans import (
+    Statements,
+    scans_of_growing_tables,
+    sqlite_searches,
+    thrown_away,
+)
 from webhook_admin.clock import utcnow
 from webhook_admin.delivery.attempt import claim_committed
 from webhook_admin.delivery.claims import Outcome, attempt_row, due_deliveries, finish_attempts
@@ -26,7 +32,6 @@ from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery, DeliveryStatus, Event
 
 HISTORY = 3000
-GROWING = ("events", "deliveries", "attempts")
 
 
 def insert_events(prefix: str, rows: int, at) -> None:
@@ -110,41 +115,6 @@ def add_waiting(endpoint_id: int, count: int) -> list[int]:
     return ids
 
 
-class Statements:
-    """Every statement the engine sends while active, with its parameters."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, object]] = []
-
-    def __enter__(self):
-        event.listen(db.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        event.remove(db.engine, "before_cursor_execute", self._record)
-
-    def _record(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        if executemany:
-            parameters = parameters[0]
-        self.seen.append((statement, parameters))
-
-
-def scans_of_growing_tables(statement: str, parameters) -> list[str]:
-    """The plan lines that read a whole history table, asked of the database itself."""
-    with db.engine.connect() as connection:
-        cursor = connection.connection.cursor()
-        if connection.dialect.name == "sqlite":
-            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-            lines = [row[3] for row in cursor.fetchall()]
-            scan = re.compile(rf"^SCAN ({'|'.join(GROWING)})\b")
-        else:
-            cursor.execute("EXPLAIN " + statement, parameters)
-            lines = [row[0] for row in cursor.fetchall()]
-            scan = re.compile(rf"Seq Scan on ({'|'.join(GROWING)})\b")
-        cursor.close()
-    return [line.strip() for line in lines if scan.search(line.strip())]
-
-
 def hot_statements(endpoint_id: int) -> list[tuple[str, object]]:
     """Run the worker's hot paths once, on the app's real code, and return what they sent."""
     waiting = add_waiting(endpoint_id, 4)
@@ -177,11 +147,7 @@ def hot_statements(endpoint_id: int) -> list[tuple[str, object]]:
         db.session.commit()
         due_deliveries(now + timedelta(minutes=1), 500)
         db.session.commit()
-    return [
-        (sql, params)
-        for sql, params in captured.seen
-        if any(re.search(rf"\b{table}\b", sql) for table in GROWING)
-    ]
+    return captured.touching_history()
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
@@ -215,3 +181,36 @@ def test_the_claim_reads_the_event_by_its_key(app, add_endpoint):
         "transaction.approved",
         {"amount": 0},
     )
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
+def test_a_claim_finds_its_deliveries_by_id_however_many_the_endpoint_has(
+    app, add_endpoint, analyzed
+):
+    """A claim names its deliveries. Its plan must look them up, not walk the endpoint's
+    deliveries (here 3,000 of history) and keep the listed ones: on PostgreSQL without
+    statistics, `endpoint_id IN (the live endpoints)` became a join driven from the
+    endpoints, so each claim cost more as the table grew (bench/findings.md, issue 16)."""
+    endpoint = add_endpoint("http://127.0.0.1:9/hook")
+    add_history(endpoint.id, HISTORY)
+    if analyzed:
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
+    waiting = add_waiting(endpoint.id, 4)
+
+    with Statements() as captured:
+        assert len(claim_committed(waiting[:1], 60)) == 1
+        assert len(claim_committed(waiting[1:], 60)) == 3
+
+    claims = [(sql, p) for sql, p in captured.seen if sql.lstrip().startswith("UPDATE deliveries")]
+    assert len(claims) == 2  # one alone, three in one statement
+    for sql, params in claims:
+        if db.engine.dialect.name == "sqlite":
+            reads = [
+                s
+                for s in sqlite_searches(sql, params)
+                if re.match(r"(SCAN|SEARCH) deliveries\b", s)
+            ]
+            assert reads and all(re.search(r"\b(rowid|id)=\?", s) for s in reads), reads
+        else:
+            assert thrown_away(sql, params, most=HISTORY // 10) == []

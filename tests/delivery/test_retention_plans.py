@@ -10,13 +10,11 @@ orphan-event checks are left to the planner's sizes, see below)."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlalchemy import text
 
-from tests.delivery.test_hot_plans import GROWING, Statements, scans_of_growing_tables
 from tests.delivery.test_retention import add_history, endpoint_id
+from tests.support.query_plans import Statements, scans_of_growing_tables
 from webhook_admin.extensions import db
 from webhook_admin.services.retention import purge_expired
 
@@ -34,11 +32,7 @@ def test_purge_statements_never_scan_a_history_table(app, analyzed):
         stats = purge_expired(retention_days=30, batch=400)
 
     assert stats.deliveries == 1000 and stats.events == 1000
-    statements = [
-        (sql, params)
-        for sql, params in captured.seen
-        if any(re.search(rf"\b{table}\b", sql) for table in GROWING)
-    ]
+    statements = captured.touching_history()
     kinds = " ".join(sql.split(None, 1)[0].upper() for sql, _ in statements)
     assert kinds.count("DELETE") >= 3 and "SELECT" in kinds, kinds
     if db.engine.dialect.name == "postgresql":

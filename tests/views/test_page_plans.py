@@ -19,19 +19,19 @@ and merchant filters."""
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, text, update
 
-from tests.delivery.test_hot_plans import (
+from tests.delivery.test_hot_plans import HISTORY, add_history, insert_events
+from tests.support.query_plans import (
     GROWING,
-    HISTORY,
     Statements,
-    add_history,
-    insert_events,
+    postgres_plan_nodes,
+    sqlite_searches,
+    thrown_away,
 )
 from webhook_admin.clock import utcnow
 from webhook_admin.extensions import db
@@ -96,60 +96,6 @@ def page_urls(endpoint_id: int, delivery_id: int) -> list[str]:
     ]
 
 
-def sqlite_searches(statement: str, parameters) -> list[str]:
-    """SQLite's EXPLAIN QUERY PLAN of a statement, one line per step."""
-    with db.engine.connect() as connection:
-        cursor = connection.connection.cursor()
-        cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-        lines = [row[3].strip() for row in cursor.fetchall()]
-        cursor.close()
-    return lines
-
-
-def postgres_plan_nodes(statement: str, parameters) -> list[dict]:
-    """Every node of PostgreSQL's EXPLAIN ANALYZE of a statement. Sequential scans off: tables
-    of 3,000 rows are cheaper to read whole than by an index, so ask for the plan the
-    database takes when it has an index for the statement (it reads the whole table anyway
-    when it has none: a Seq Scan, or an index walked end to end and filtered)."""
-    with db.engine.connect() as connection:
-        cursor = connection.connection.cursor()
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-        (plan,) = cursor.fetchone()
-        cursor.close()
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    nodes, todo = [], [plan[0]["Plan"]]
-    while todo:
-        node = todo.pop()
-        nodes.append(node)
-        todo.extend(node.get("Plans", []))
-    return nodes
-
-
-def thrown_away(statement: str, parameters) -> list[str]:
-    """The plan's scans of history tables that read rows only to drop them, as
-    "<node> on <table>: <rows>" (PostgreSQL), or its full scans and id sorts (SQLite)."""
-    if db.engine.dialect.name == "sqlite":
-        lines = sqlite_searches(statement, parameters)
-        scan = re.compile(rf"^SCAN ({'|'.join(GROWING)})\b")
-        where = re.search(r"\bWHERE\b", statement)
-        found = [line for line in lines if where and scan.search(line)]
-        # A range (an hour, an id prefix) is sorted by id: its rows only, a bounded set.
-        ranged = re.compile(rf"^SEARCH ({'|'.join(GROWING)}) .*\(.*[<>]\?")
-        if re.search(r"ORDER BY deliveries\.id", statement) and not any(
-            ranged.search(line) for line in lines
-        ):
-            found += [line for line in lines if "TEMP B-TREE FOR ORDER BY" in line]
-        return found
-    found = []
-    for node in postgres_plan_nodes(statement, parameters):
-        removed = node.get("Rows Removed by Filter", 0) * node.get("Actual Loops", 1)
-        growing = node.get("Relation Name") in GROWING
-        if growing and (removed > THROWN_AWAY or node["Node Type"] == "Seq Scan"):
-            found.append(f"{node['Node Type']} on {node['Relation Name']}: {removed:.0f}")
-    return found
-
-
 def page_statements(viewer, urls: list[str]) -> dict[str, list[tuple[str, object]]]:
     """What each page sent to a history table."""
     sent = {}
@@ -157,11 +103,7 @@ def page_statements(viewer, urls: list[str]) -> dict[str, list[tuple[str, object
         with Statements() as captured:
             response = viewer.get(url)
         assert response.status_code in (200, 204), (url, response.status_code)
-        sent[url] = [
-            (sql, params)
-            for sql, params in captured.seen
-            if any(re.search(rf"\b{table}\b", sql) for table in GROWING)
-        ]
+        sent[url] = captured.touching_history()
     return sent
 
 
@@ -179,7 +121,7 @@ def test_page_statements_never_read_the_history(app, viewer, add_endpoint, analy
     assert all(sent.values()), {url: len(s) for url, s in sent.items()}
     plans = {
         f"{url} :: {' '.join(sql.split())[:50]}…{' '.join(sql.split())[-90:]}": thrown_away(
-            sql, params
+            sql, params, THROWN_AWAY
         )
         for url, statements in sent.items()
         for sql, params in statements
@@ -305,7 +247,7 @@ def test_one_endpoints_status_reads_neither_its_other_statuses_nor_others_failur
             if not re.search(where, " ".join(sql.split())):
                 continue
             if postgres:
-                lines = thrown_away(sql, params) + bitmaps_read(sql, params)
+                lines = thrown_away(sql, params, THROWN_AWAY) + bitmaps_read(sql, params)
             else:
                 plan = sqlite_searches(sql, params)
                 lines = [] if any("(endpoint_id=? AND status=?" in p for p in plan) else plan
@@ -344,7 +286,10 @@ def test_an_hour_in_the_middle_of_the_history_is_an_id_range(app, viewer, add_en
             for sql, params in sent[url]
             if "ORDER BY deliveries.created_at" not in sql and "deliveries.created_at >=" in sql
         ]
-        plans = {" ".join(sql.split())[-120:]: thrown_away(sql, params) for sql, params in checked}
+        plans = {
+            " ".join(sql.split())[-120:]: thrown_away(sql, params, THROWN_AWAY)
+            for sql, params in checked
+        }
     finally:
         db.session.rollback()
         db.session.execute(text("CREATE INDEX ix_deliveries_created ON deliveries (created_at)"))

@@ -1,0 +1,112 @@
+"""Reading what the app sent to the database, and the database's plans for it (the plan
+tests of issue 16: hot paths, pages, retention, data protection)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import event
+
+from webhook_admin.extensions import db
+
+# The tables that grow with history: a statement that reads one whole gets slower every day.
+GROWING = ("events", "deliveries", "attempts")
+
+
+class Statements:
+    """Every statement the engine sends while active, with its parameters."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, object]] = []
+
+    def __enter__(self):
+        event.listen(db.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        event.remove(db.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if executemany:
+            parameters = parameters[0]
+        self.seen.append((statement, parameters))
+
+    def touching_history(self) -> list[tuple[str, object]]:
+        """The statements that name a growing table."""
+        return [
+            (sql, params)
+            for sql, params in self.seen
+            if any(re.search(rf"\b{table}\b", sql) for table in GROWING)
+        ]
+
+
+def sqlite_searches(statement: str, parameters) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of a statement, one line per step."""
+    with db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        lines = [row[3].strip() for row in cursor.fetchall()]
+        cursor.close()
+    return lines
+
+
+def postgres_plan_nodes(statement: str, parameters) -> list[dict]:
+    """Every node of PostgreSQL's EXPLAIN ANALYZE of a statement (run in a transaction that
+    is rolled back). Sequential scans off: tables of 3,000 rows are cheaper to read whole
+    than by an index, so ask for the plan the database takes when it has an index for the
+    statement (it reads the whole table anyway when it has none: a Seq Scan, or an index
+    walked end to end and filtered)."""
+    with db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+        (plan,) = cursor.fetchone()
+        cursor.close()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    nodes, todo = [], [plan[0]["Plan"]]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        todo.extend(node.get("Plans", []))
+    return nodes
+
+
+def scans_of_growing_tables(statement: str, parameters) -> list[str]:
+    """The plan lines that read a whole history table (EXPLAIN, without running it)."""
+    with db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        if connection.dialect.name == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            lines = [row[3] for row in cursor.fetchall()]
+            scan = re.compile(rf"^SCAN ({'|'.join(GROWING)})\b")
+        else:
+            cursor.execute("EXPLAIN " + statement, parameters)
+            lines = [row[0] for row in cursor.fetchall()]
+            scan = re.compile(rf"Seq Scan on ({'|'.join(GROWING)})\b")
+        cursor.close()
+    return [line.strip() for line in lines if scan.search(line.strip())]
+
+
+def thrown_away(statement: str, parameters, most: int) -> list[str]:
+    """The plan's scans of history tables that read more than `most` rows only to drop them,
+    as "<node> on <table>: <rows>" (PostgreSQL), or its full scans and id sorts (SQLite)."""
+    if db.engine.dialect.name == "sqlite":
+        lines = sqlite_searches(statement, parameters)
+        scan = re.compile(rf"^SCAN ({'|'.join(GROWING)})\b")
+        where = re.search(r"\bWHERE\b", statement)
+        found = [line for line in lines if where and scan.search(line)]
+        # A range (an hour, an id prefix) is sorted by id: its rows only, a bounded set.
+        ranged = re.compile(rf"^SEARCH ({'|'.join(GROWING)}) .*\(.*[<>]\?")
+        if re.search(r"ORDER BY deliveries\.id", statement) and not any(
+            ranged.search(line) for line in lines
+        ):
+            found += [line for line in lines if "TEMP B-TREE FOR ORDER BY" in line]
+        return found
+    found = []
+    for node in postgres_plan_nodes(statement, parameters):
+        removed = node.get("Rows Removed by Filter", 0) * node.get("Actual Loops", 1)
+        growing = node.get("Relation Name") in GROWING
+        if growing and (removed > most or node["Node Type"] == "Seq Scan"):
+            found.append(f"{node['Node Type']} on {node['Relation Name']}: {removed:.0f}")
+    return found
