@@ -104,8 +104,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 # How often the benchmarks ask the receivers how many requests arrived. Each ask is an HTTP
-# request to the receiver process, on the 2 cores the system under test runs on: at every
-# 20 ms (until 2026-12-01) the asking and answering took ~0.3 s of CPU in a 5 s window.
+# request to the receiver process, on the 2 cores the system under test runs on: asking
+# every 20 ms (until 2026-12-01), the bench process used 0.85 s of CPU in a scenario-2
+# window, every 0.1 s 0.13-0.15 s (bench/cpu_share.py; both with the ingest client in it).
 RECEIPT_POLL = float(os.environ.get("BENCH_RECEIPT_POLL", "0.1"))
 
 

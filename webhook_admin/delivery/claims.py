@@ -88,7 +88,8 @@ def _event_column(column):
 # of each endpoint through ix_deliveries_endpoint_status_id and kept the ones listed (1,500
 # buffers for a claim of 13 on a 4,000-row table: each claim cost more as the table grew,
 # and scenario 2 spent PostgreSQL's CPU there, issue 16). A scalar subquery is never turned
-# into a join: the ids are read by the primary key, whatever the statistics.
+# into a join: the listed ids are looked up by an index on id (here `ix_deliveries_status_id`,
+# 55 buffers for the same claim), whatever the statistics.
 _ENDPOINT_IS_LIVE = (
     select(and_(endpoints.c.enabled.is_(True), endpoints.c.deleted_at.is_(None)))
     .where(endpoints.c.id == deliveries.c.endpoint_id)
