@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy import bindparam, case, cast, func, insert, literal, or_, select, update
 
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Event, Trigger
-from ..services.delivery_state import live_endpoint_ids
+from ..services.delivery_state import endpoint_is_live
 from ..services.sensitive import ERASED
 
 log = logging.getLogger(__name__)
@@ -81,21 +81,9 @@ def _event_column(column):
     )
 
 
-# The claimed delivery's endpoint is enabled and not deleted: asked of that endpoint's row by
-# its key, for each delivery the ids select. Not `endpoint_id IN (SELECT the live endpoints)`:
-# PostgreSQL, without statistics (a new install, or a table that grew since autovacuum's
-# last ANALYZE), made that a join driven from the live endpoints, which read every delivery
-# of each endpoint through ix_deliveries_endpoint_status_id and kept the ones listed (1,500
-# buffers for a claim of 13 on a 4,000-row table: each claim cost more as the table grew,
-# and scenario 2 spent PostgreSQL's CPU there, issue 16). A scalar subquery is never turned
-# into a join: the listed ids are looked up by an index on id (here `ix_deliveries_status_id`,
-# 55 buffers for the same claim), whatever the statistics.
-_ENDPOINT_IS_LIVE = (
-    select(and_(endpoints.c.enabled.is_(True), endpoints.c.deleted_at.is_(None)))
-    .where(endpoints.c.id == deliveries.c.endpoint_id)
-    .scalar_subquery()
-    .is_(True)
-)
+# Found by an index on id (a claim's ids: `ix_deliveries_status_id`, 55 buffers for a claim of
+# 13) or on due time (the sweeper), whatever the statistics: services/delivery_state.py.
+_ENDPOINT_IS_LIVE = endpoint_is_live(deliveries.c.endpoint_id)
 
 
 def _claim(which):
@@ -469,7 +457,7 @@ def due_deliveries(older_than: datetime, limit: int) -> list[tuple[int, int]]:
             .where(
                 Delivery.status.in_(DeliveryStatus.WAITING),
                 Delivery.next_attempt_at <= older_than,
-                Delivery.endpoint_id.in_(live_endpoint_ids()),
+                _ENDPOINT_IS_LIVE,
             )
             .order_by(Delivery.next_attempt_at)
             .limit(limit)

@@ -25,7 +25,7 @@ from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass
 from ..queues import QUEUE_KINDS, RETRY, get_redis, queue_name
 from ..worker_presence import last_run_key, list_workers
-from .delivery_state import live_endpoint_ids
+from .delivery_state import endpoint_is_live
 
 log = logging.getLogger(__name__)
 # Attempt latency buckets, seconds (the delivery timeout defaults to 15 s).
@@ -116,7 +116,7 @@ def oldest_due_seconds() -> float:
         select(func.min(Delivery.next_attempt_at)).where(
             Delivery.status.in_(DeliveryStatus.WAITING),
             Delivery.next_attempt_at <= now,
-            Delivery.endpoint_id.in_(live_endpoint_ids()),
+            endpoint_is_live(Delivery.endpoint_id),
         )
     )
     return max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
