@@ -18,7 +18,7 @@ import collections
 import os
 import threading
 
-TICKS = os.sysconf("SC_CLK_TCK")
+from .procs import cpu_seconds
 
 
 def _machine() -> tuple[int, int]:
@@ -28,20 +28,18 @@ def _machine() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]  # idle + iowait
 
 
-def _processes() -> dict[int, tuple[str, int]]:
-    """pid -> (kind, CPU jiffies used, user + system)."""
+def _processes() -> dict[int, tuple[str, float]]:
+    """pid -> (kind, CPU seconds used so far)."""
     found = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{name}/cmdline") as f:
                 argv = f.read().split("\0")
+            found[int(name)] = (kind_of(argv), cpu_seconds(int(name)))
         except OSError:  # gone meanwhile
             continue
-        found[int(name)] = (kind_of(argv), int(fields[11]) + int(fields[12]))
     return found
 
 
@@ -65,21 +63,26 @@ class CpuShare:
     def __init__(self, interval: float = 0.5):
         self.interval = interval
         self._stop = threading.Event()
-        self._first: dict[int, tuple[str, int]] = {}
-        self._last: dict[int, tuple[str, int]] = {}
+        self._first: dict[int, tuple[str, float]] = {}
+        self._last: dict[int, tuple[str, float]] = {}
         self._busy: list[float] = []
-
-    def __enter__(self) -> CpuShare:
-        self._first = self._last = _processes()
-        self._machine0 = _machine()
         self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def start(self) -> None:
+        self._first = self._last = _processes()
+        self._thread.start()
+
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
         self._read()
+
+    def __enter__(self) -> CpuShare:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def _sample(self) -> None:
         before = _machine()
@@ -94,8 +97,8 @@ class CpuShare:
 
     def seconds_by_kind(self) -> dict[str, float]:
         used: collections.Counter[str] = collections.Counter()
-        for pid, (kind, jiffies) in self._last.items():
-            used[kind] += (jiffies - self._first.get(pid, (kind, 0))[1]) / TICKS
+        for pid, (kind, seconds) in self._last.items():
+            used[kind] += seconds - self._first.get(pid, (kind, 0.0))[1]
         return {kind: s for kind, s in used.most_common() if s >= 0.01}
 
     def report(self) -> str:

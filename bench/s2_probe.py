@@ -102,14 +102,14 @@ def one(env: scenarios.Env, one_port: bool, extra: dict[str, str], tree: Path) -
     share = cpu_share.CpuShare() if os.environ.get("BENCH_PROBE_CPU") == "1" else None
     try:
         if share is not None:
-            share.__enter__()
+            share.start()
         started = time.time()
         sent = ingest_many(env.web.url, plan.s2_events, threads=4)
         ingested = time.time()
         done = env.receivers.wait_count("slow", n, 600)
         cpu = sum(procs.cpu_seconds(p) for p in pids) - cpu0
         if share is not None:
-            share.__exit__(None, None, None)
+            share.stop()
     finally:
         for profiler in profilers:
             profiler.send_signal(2)  # py-spy writes its file on SIGINT
