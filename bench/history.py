@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import procs
 
 # Bump when the rows the builder makes change: a kept database is rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: deliveries carry the event type and merchant (0011)
 FANOUT = 3  # deliveries per event
 HISTORY_ENDPOINTS = 100
 HISTORY_EVENT_TYPE = "transaction.refunded"
@@ -212,10 +212,11 @@ FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS e,
 
 PG_DELIVERIES = """
 INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts_count, next_trigger,
-                        last_status_code, last_attempt_at, created_at, completed_at)
+                        last_status_code, last_attempt_at, created_at, completed_at,
+                        event_type, merchant_id)
 SELECT :d0 + i, 'evt_hist_' || (:d0 + e), :ep0 + (e * :f + (i - 1) % :f) % :m, 'succeeded', 1,
        'automatic', 200, t + interval '40 milliseconds', t + interval '5 milliseconds',
-       t + interval '260 milliseconds'
+       t + interval '260 milliseconds', :etype, 'm_' || (e % 997)
 FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS i,
      LATERAL (SELECT (i - 1) / :f + 1 AS e) AS y,
      LATERAL (SELECT CAST(:t0 AS timestamp) + (e - 1) * CAST(:step AS interval) AS t) AS x
@@ -350,12 +351,13 @@ FROM s
 """  # noqa: S608 (constants, no input)
 SQLITE_DELIVERIES = f"""
 INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts_count, next_trigger,
-                        last_status_code, last_attempt_at, created_at, completed_at)
+                        last_status_code, last_attempt_at, created_at, completed_at,
+                        event_type, merchant_id)
 {SQLITE_SERIES}
 SELECT :d0 + i, 'evt_hist_' || (:d0 + (i - 1) / :f + 1),
        :ep0 + (((i - 1) / :f + 1) * :f + (i - 1) % :f) % :m, 'succeeded', 1, 'automatic', 200,
        {_sqlite_time(SQLITE_T + " + 40000")}, {_sqlite_time(SQLITE_T + " + 5000")},
-       {_sqlite_time(SQLITE_T + " + 260000")}
+       {_sqlite_time(SQLITE_T + " + 260000")}, :etype, 'm_' || (((i - 1) / :f + 1) % 997)
 FROM s
 """  # noqa: S608 (constants, no input)
 SQLITE_ATTEMPTS = f"""

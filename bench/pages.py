@@ -166,6 +166,13 @@ def page_mix() -> None:
             f"WHERE {key} % 4 = 0"
         )
     )
+    # ...and their deliveries' copies of the type (migration 0011), as fan-out writes them.
+    db.session.execute(
+        text(
+            "UPDATE deliveries SET event_type = events.type FROM events "
+            "WHERE events.id = deliveries.event_id AND deliveries.event_type <> events.type"
+        )
+    )
     db.session.execute(
         text(
             "UPDATE deliveries SET "

@@ -376,6 +376,33 @@ def deliveries_retry(delivery_id: int) -> None:
     click.echo(f"delivery {delivery_id} queued for a manual attempt")
 
 
+@deliveries_cli.command("fill-event-columns")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=None, help="rows per transaction")
+@click.option(
+    "--pause",
+    type=click.FloatRange(0, 100),
+    default=0.0,
+    show_default=True,
+    help="sleep this many times each batch's duration (leave the database to the workers)",
+)
+@json_option
+def deliveries_fill_event_columns(batch, pause, as_json) -> None:
+    """Copy each event's type and merchant onto its deliveries written before migration 0011
+    (the workers do it too, after their retention purge). Until every delivery has them the
+    monitor's merchant, type and category filters join events instead. Safe to stop and run
+    again; it goes on with the rows left."""
+    from .services.delivery_event_columns import fill_event_columns
+
+    def progress(stats) -> bool:
+        if not as_json and stats.batches % 100 == 0:
+            click.echo(f"  {stats.rows:,} deliveries filled", err=True)
+        return True
+
+    stats = fill_event_columns(batch=batch, on_batch=progress, pause_factor=pause)
+    result = {"filled": stats.rows, "batches": stats.batches, "seconds": round(stats.seconds, 1)}
+    emit(result, as_json, f"filled {stats.rows:,} deliveries in {stats.seconds:.1f} s")
+
+
 @events_cli.command("emit")
 @click.argument("event_type")
 @click.option(

@@ -18,7 +18,7 @@ from webhook_admin.delivery.runner import make_sender
 from webhook_admin.delivery.send_cache import EndpointCache, EnvelopeCache
 from webhook_admin.extensions import db
 from webhook_admin.models import Attempt, Delivery, DeliveryStatus, ErrorClass, Event
-from webhook_admin.services.fanout import create_deliveries
+from webhook_admin.services.fanout import EventRef, create_deliveries
 
 
 def test_an_event_whose_envelope_cannot_be_built_fails_at_once_with_its_own_error_class(
@@ -39,7 +39,7 @@ def test_an_event_whose_envelope_cannot_be_built_fails_at_once_with_its_own_erro
         )
     )
     db.session.flush()
-    create_deliveries("evt_surrogate", [endpoint.id])
+    create_deliveries(EventRef("evt_surrogate", "transaction.approved"), [endpoint.id])
     db.session.commit()
     (delivery_id,) = db.session.scalars(select(Delivery.id))
     from webhook_admin.queues import enqueue_deliveries

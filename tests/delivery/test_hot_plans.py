@@ -63,6 +63,7 @@ def add_history(endpoint_id: int, rows: int) -> None:
         [
             {
                 "event_id": f"evt_history_{i}",
+                "event_type": "transaction.approved",  # as fan-out copies it (0011)
                 "endpoint_id": endpoint_id,
                 "status": DeliveryStatus.SUCCEEDED,
                 "attempts_count": 1,

@@ -328,7 +328,7 @@ def test_a_delivery_made_after_the_purge_fails_unsent(
     from webhook_admin.delivery.runner import DeliveryRunner
     from webhook_admin.queues import enqueue_deliveries
     from webhook_admin.services.data_protection import purge_delivered
-    from webhook_admin.services.fanout import create_deliveries
+    from webhook_admin.services.fanout import EventRef, create_deliveries
 
     protect = ["catalog", "protect", "transaction.approved", "--purge-after-delivery"]
     assert cli.invoke(args=protect).exit_code == 0
@@ -338,7 +338,7 @@ def test_a_delivery_made_after_the_purge_fails_unsent(
     run_queued_jobs(app, runner=runner)
     assert purge_delivered() == 1
     second = add_endpoint(echo_receiver.url)
-    [delivery_id] = create_deliveries("evt_pii_1", [second.id])
+    [delivery_id] = create_deliveries(EventRef.of(db.session.get(Event, "evt_pii_1")), [second.id])
     db.session.commit()
     enqueue_deliveries([(delivery_id, 0)])
     run_queued_jobs(app, runner=runner)

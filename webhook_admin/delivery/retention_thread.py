@@ -5,7 +5,12 @@ A purge runs until nothing is due (services/retention.py), which after an outage
 retention can be millions of rows and minutes: in its own thread it does not hold up the
 sweeper's lease recovery and requeueing. The lock is held with a short TTL refreshed after
 each batch, so a worker that dies mid-purge hands the rest to another within LOCK_TTL; when a
-purge finishes the lock is set for the interval."""
+purge finishes the lock is set for the interval.
+
+Under the same lock, after a finished purge, the thread fills the event columns of the
+deliveries written before migration 0011 (services/delivery_event_columns.py), with the same
+pauses: the backlog is then done by the workers themselves, one per deployment at a time,
+without an operator's step (one index probe per interval once nothing is left)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import time
 from flask import Flask
 
 from ..queues import get_redis, redis_key
+from ..services.delivery_event_columns import fill_event_columns
 from ..services.retention import PAUSE_FACTOR, PurgeStats, purge_expired
 from .guarded_pass import run_guarded_pass
 
@@ -61,7 +67,7 @@ class RetentionThread(threading.Thread):
             return None
         refreshed = time.monotonic()
 
-        def keep_going(stats: PurgeStats) -> bool:
+        def keep_going(_stats) -> bool:
             nonlocal refreshed
             if time.monotonic() - refreshed > REFRESH_EVERY:
                 if redis.get(lock_key()) != token.encode():
@@ -71,6 +77,10 @@ class RetentionThread(threading.Thread):
             return not self._stop_event.is_set()
 
         stats = purge_expired(self.retention_days, on_batch=keep_going, pause_factor=PAUSE_FACTOR)
+        if stats.finished:
+            filled = fill_event_columns(on_batch=keep_going, pause_factor=PAUSE_FACTOR)
+            stats.finished = filled.finished
+            stats.extra["event_columns_filled"] = filled.rows
         # Finished: nobody purges again before the interval. Stopped: another worker may go
         # on soon (the TTL left is at most LOCK_TTL).
         if stats.finished:

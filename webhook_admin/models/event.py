@@ -14,6 +14,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -133,6 +135,18 @@ class Delivery(db.Model):
             "id",
             postgresql_include=["last_status_code"],
         ),
+        # The monitor's filters by the event's merchant and type (migration 0011): the two
+        # columns are copies of the event's, written at fan-out, so those filters walk an
+        # index of the delivery's own instead of looking up each delivery's event.
+        Index("ix_deliveries_merchant_id", "merchant_id", "id"),
+        Index("ix_deliveries_event_type_id", "event_type", "id"),
+        # The rows from before 0011 left to fill, oldest first (empty once filled).
+        Index(
+            "ix_deliveries_unfilled",
+            "id",
+            postgresql_where=text("event_type IS NULL"),
+            sqlite_where=text("event_type IS NULL"),
+        ),
         Index(
             "ix_deliveries_event_id_pattern",
             "event_id",
@@ -143,6 +157,12 @@ class Delivery(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id"))
+    # Copies of the event's type and merchant (an event never changes either), for the
+    # monitor's filters. NULL only on rows older than migration 0011 that the backfill
+    # (services/delivery_event_columns.py) has not reached yet; merchant_id is also NULL for
+    # an event without a merchant.
+    event_type: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    merchant_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
     attempts_count: Mapped[int] = mapped_column(Integer, default=0)
     # How the next attempt was asked for (automatic, manual, test).
@@ -197,3 +217,19 @@ class Attempt(db.Model):
     succeeded: Mapped[bool] = mapped_column(default=False)
 
     delivery: Mapped[Delivery] = relationship(back_populates="attempts")
+
+
+@event.listens_for(Delivery, "before_insert")
+def _copy_event_facts(_mapper, connection, delivery: Delivery) -> None:
+    """A delivery made through the ORM (fan-out inserts with Core and passes them) copies
+    its event's type and merchant too, so no code path leaves the filters' columns empty."""
+    if delivery.event_type is not None:
+        return
+    source = delivery.__dict__.get("event")  # the related object if set, without a lazy load
+    if source is None:
+        events = Event.__table__
+        source = connection.execute(
+            select(events.c.type, events.c.merchant_id).where(events.c.id == delivery.event_id)
+        ).first()
+    if source is not None:
+        delivery.event_type, delivery.merchant_id = source.type, source.merchant_id

@@ -13,7 +13,7 @@ from ..extensions import db
 from ..models import Endpoint, Event, EventType, Trigger
 from .audit import record_audit
 from .catalog import TEST_EVENT_TYPE
-from .fanout import create_deliveries
+from .fanout import EventRef, create_deliveries
 
 
 class TestEventRefused(ValueError):
@@ -78,7 +78,8 @@ def send_test_event(
         )
     )
     db.session.flush()
-    [delivery_id] = create_deliveries(event_id, [endpoint.id], trigger=Trigger.TEST)
+    facts = EventRef(event_id, event_type, endpoint.merchant_id)
+    [delivery_id] = create_deliveries(facts, [endpoint.id], trigger=Trigger.TEST)
     record_audit(
         actor,
         "endpoint.test",

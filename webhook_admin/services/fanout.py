@@ -117,27 +117,42 @@ def type_and_subscribers(connection, name: str, merchant_id: str | None):
 INSERT_DELIVERIES = insert(Delivery.__table__).returning(Delivery.__table__.c.id)
 
 
+@dataclass(frozen=True)
+class EventRef:
+    """What each delivery copies from its event: the monitor filters deliveries by the
+    event's type and merchant without looking the event up (migration 0011)."""
+
+    id: str
+    type: str
+    merchant_id: str | None = None
+
+    @classmethod
+    def of(cls, event) -> EventRef:
+        return cls(event.id, event.type, event.merchant_id)
+
+
 def create_deliveries(
-    event_id: str,
+    event: EventRef,
     endpoint_ids: list[int],
     trigger: str = Trigger.AUTOMATIC,
     status: str = DeliveryStatus.PENDING,
 ) -> list[int]:
     """Insert one waiting delivery per endpoint with a single multi-row INSERT; return their
     ids (in no particular order). `status` expired: the event arrived past its deadline."""
-    pairs = [(event_id, endpoint_id) for endpoint_id in endpoint_ids]
-    return _insert_deliveries(pairs, trigger, status)
+    return _insert_deliveries(
+        [(event, endpoint_id) for endpoint_id in endpoint_ids], trigger, status
+    )
 
 
 def create_endpoint_deliveries(
-    endpoint_id: int, event_ids: list[str], trigger: str = Trigger.MANUAL
+    endpoint_id: int, events: list[EventRef], trigger: str = Trigger.MANUAL
 ) -> list[int]:
     """One waiting delivery per event for one endpoint (a replay): the same INSERT."""
-    return _insert_deliveries([(event_id, endpoint_id) for event_id in event_ids], trigger)
+    return _insert_deliveries([(event, endpoint_id) for event in events], trigger)
 
 
 def _insert_deliveries(
-    pairs: list[tuple[str, int]], trigger: str, status: str = DeliveryStatus.PENDING
+    pairs: list[tuple[EventRef, int]], trigger: str, status: str = DeliveryStatus.PENDING
 ) -> list[int]:
     if not pairs:
         return []
@@ -145,7 +160,9 @@ def _insert_deliveries(
     waiting = status == DeliveryStatus.PENDING
     rows = [
         {
-            "event_id": event_id,
+            "event_id": event.id,
+            "event_type": event.type,
+            "merchant_id": event.merchant_id,
             "endpoint_id": endpoint_id,
             "status": status,
             "attempts_count": 0,
@@ -154,7 +171,7 @@ def _insert_deliveries(
             "created_at": now,
             "completed_at": None if waiting else now,
         }
-        for event_id, endpoint_id in pairs
+        for event, endpoint_id in pairs
     ]
     # On the session's connection: a Core statement needs none of Session.execute's ORM steps.
     return list(db.session.connection().execute(INSERT_DELIVERIES, rows).scalars())

@@ -15,7 +15,7 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Event, EventType
 from . import event_schemas, json_limits, sensitive
-from .fanout import TypeAndSubscribers, create_deliveries, type_and_subscribers
+from .fanout import EventRef, TypeAndSubscribers, create_deliveries, type_and_subscribers
 
 log = logging.getLogger(__name__)
 MAX_ID_LENGTH = Event.id.type.length
@@ -191,7 +191,8 @@ def ingest_event(event_id: str, body: bytes, source: str = "ingest") -> IngestRe
     # Past its deadline already (it arrived late): kept and shown, never sent automatically.
     late = expires_at is not None and expires_at <= now
     status = DeliveryStatus.EXPIRED if late else DeliveryStatus.PENDING
-    delivery_ids = create_deliveries(event_id, routing.endpoint_ids, status=status)
+    facts = EventRef(event_id, payload["type"], payload.get("merchant_id"))
+    delivery_ids = create_deliveries(facts, routing.endpoint_ids, status=status)
     log.info(
         "event accepted event_id=%s type=%s deliveries=%d",
         event_id,

@@ -28,7 +28,7 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DeliveryStatus, Endpoint, Event
 from . import alerts_mail
-from .fanout import create_deliveries, type_and_subscribers
+from .fanout import EventRef, create_deliveries, type_and_subscribers
 
 log = logging.getLogger(__name__)
 SOURCE = "operational"
@@ -89,7 +89,7 @@ def emit(type_name: str, data: dict, about_endpoint_id: int | None = None) -> st
             delivery_count=len(recipients),
         )
     )
-    ids = create_deliveries(event_id, recipients)
+    ids = create_deliveries(EventRef(event_id, type_name), recipients)
     db.session.info.setdefault(_PENDING_KEY, []).extend((i, 0) for i in ids)
     log.info(
         "operational event event_id=%s type=%s about_endpoint_id=%s deliveries=%d",

@@ -13,7 +13,7 @@ from sqlalchemy import exists, func, select, update
 from ..extensions import db
 from ..models import Delivery, Endpoint, Event, EventType, Trigger
 from .audit import record_audit
-from .fanout import create_endpoint_deliveries, subscription_matches
+from .fanout import EventRef, create_endpoint_deliveries, subscription_matches
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -21,9 +21,10 @@ INGEST_SOURCE = "ingest"  # test events were sent to one endpoint only: never re
 
 
 def _missed(endpoint_id: int, since: datetime):
-    """Event ids the endpoint would have got since `since` and has no delivery for."""
+    """The events (id, type, merchant) the endpoint would have got since `since` and has no
+    delivery for."""
     return (
-        select(Event.id)
+        select(Event.id, Event.type, Event.merchant_id)
         .join(EventType, EventType.name == Event.type)
         .join(Endpoint, Endpoint.id == endpoint_id)
         .where(
@@ -66,12 +67,16 @@ def replay_missed(
     Returns how many were created. Run twice, the second finds nothing left to create."""
     created = 0
     while True:
-        event_ids = list(
-            db.session.scalars(_missed(endpoint_id, since).order_by(Event.id).limit(BATCH_SIZE))
-        )
-        if not event_ids:
+        events = [
+            EventRef(*row)
+            for row in db.session.execute(
+                _missed(endpoint_id, since).order_by(Event.id).limit(BATCH_SIZE)
+            )
+        ]
+        if not events:
             break
-        ids = create_endpoint_deliveries(endpoint_id, event_ids, Trigger.MANUAL)
+        event_ids = [event.id for event in events]
+        ids = create_endpoint_deliveries(endpoint_id, events, Trigger.MANUAL)
         db.session.execute(
             update(Event)
             .where(Event.id.in_(event_ids))
@@ -114,7 +119,7 @@ def resend_event(
             return existing.id, retry_delivery(existing, actor, remote_addr)
         except RetryRefused as exc:
             raise ResendRefused(str(exc)) from None
-    [delivery_id] = create_endpoint_deliveries(endpoint.id, [event.id], Trigger.MANUAL)
+    [delivery_id] = create_endpoint_deliveries(endpoint.id, [EventRef.of(event)], Trigger.MANUAL)
     event.delivery_count = (event.delivery_count or 0) + 1
     record_audit(
         actor,
