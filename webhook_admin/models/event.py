@@ -220,7 +220,7 @@ class Attempt(db.Model):
 
 
 @event.listens_for(Delivery, "before_insert")
-def _copy_event_facts(_mapper, connection, delivery: Delivery) -> None:
+def _copy_event_columns(_mapper, connection, delivery: Delivery) -> None:
     """A delivery made through the ORM (fan-out inserts with Core and passes them) copies
     its event's type and merchant too, so no code path leaves the filters' columns empty."""
     if delivery.event_type is not None:

@@ -245,13 +245,18 @@ def _count_since(filters: DeliveryFilters, since: datetime, cap: int) -> int:
     return min(cap + 1, sure + edge)
 
 
+def _deliveries_with_event_and_endpoint() -> Select:
+    """Whole deliveries, with what a row of the monitor shows of their event and endpoint."""
+    return select(Delivery).options(selectinload(Delivery.event), selectinload(Delivery.endpoint))
+
+
 def _filtered_deliveries(
     filters: DeliveryFilters,
     since_ids: tuple[datetime | None, int, int | None] | None = None,
 ) -> Select:
     """The filtered deliveries. `since_ids` (count_deliveries only): the time range given as
     (created at or after, id at or above, id below), in place of filters.since."""
-    query = select(Delivery).options(selectinload(Delivery.event), selectinload(Delivery.endpoint))
+    query = _deliveries_with_event_and_endpoint()
     if filters.status:
         query = query.where(Delivery.status == filters.status)
     if filters.endpoint_id:
@@ -410,14 +415,22 @@ def _newest(filters: DeliveryFilters, cursor: int | None, n: int) -> list[Delive
     type. One `event_type IN (...)` is no range in id order: it sorted every delivery of the
     category (SQLite), or walked the newest deliveries of every type (PostgreSQL)."""
     types = _category_types_apart(filters)
-    if types:
-        per_type = (replace(filters, category="", event_type=name) for name in types)
-        rows = [row for apart in per_type for row in _newest(apart, cursor, n)]
-        return sorted(rows, key=lambda row: row.id, reverse=True)[:n]
+    if not types:
+        return list(db.session.scalars(_newest_query(filters, cursor, n)))
+    ids = []
+    for name in types:  # ids only: the n winners are loaded whole once, not n per type
+        apart = replace(filters, category="", event_type=name)
+        ids += db.session.scalars(_newest_query(apart, cursor, n).with_only_columns(Delivery.id))
+    newest = sorted(ids, reverse=True)[:n]
+    whole = _deliveries_with_event_and_endpoint().where(Delivery.id.in_(newest))
+    return list(db.session.scalars(whole.order_by(Delivery.id.desc())))
+
+
+def _newest_query(filters: DeliveryFilters, cursor: int | None, n: int) -> Select:
     query = _filtered_deliveries(filters)
     if cursor:
         query = query.where(Delivery.id < cursor)
-    return list(db.session.scalars(query.order_by(Delivery.id.desc()).limit(n)))
+    return query.order_by(Delivery.id.desc()).limit(n)
 
 
 def _category_types_apart(filters: DeliveryFilters) -> list[str] | None:
