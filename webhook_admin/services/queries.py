@@ -296,23 +296,17 @@ def _of_events(query: Select, filters: DeliveryFilters) -> Select:
     """The merchant, type and category filters: on the delivery's own copies of its event's
     type and merchant (an index range each) once every delivery has them, else by joining
     events (the rows from before migration 0011 are still being filled)."""
-    merchant_id = filters.merchant_id.strip()
-    in_category = category_type_names(filters.category) if filters.category else []
     if columns_filled():
-        if merchant_id:
-            query = query.where(Delivery.merchant_id == merchant_id)
-        if filters.event_type:
-            query = query.where(Delivery.event_type == filters.event_type)
-        if filters.category:
-            query = query.where(Delivery.event_type.in_(in_category))
-        return query
-    query = query.join(Event, Delivery.event_id == Event.id)
-    if merchant_id:
-        query = query.where(Event.merchant_id == merchant_id)
+        merchant_column, type_column = Delivery.merchant_id, Delivery.event_type
+    else:
+        query = query.join(Event, Delivery.event_id == Event.id)
+        merchant_column, type_column = Event.merchant_id, Event.type
+    if filters.merchant_id:
+        query = query.where(merchant_column == filters.merchant_id.strip())
     if filters.event_type:
-        query = query.where(Event.type == filters.event_type)
+        query = query.where(type_column == filters.event_type)
     if filters.category:
-        query = query.where(Event.type.in_(in_category))
+        query = query.where(type_column.in_(category_type_names(filters.category)))
     return query
 
 
