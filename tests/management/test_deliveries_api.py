@@ -53,6 +53,27 @@ def test_list_deliveries_filters_and_pages(read_api, failed_deliveries, endpoint
     assert len(read_api.get(f"/api/v1/deliveries?event_id={event_id}").get_json()["data"]) == 1
 
 
+def test_list_deliveries_by_merchant_and_category(read_api, post_event, add_endpoint):
+    add_endpoint("http://127.0.0.1:9/hook", ("transaction.approved", "refund.created"))
+    for event_type, merchant in [
+        ("transaction.approved", "m_1"),
+        ("refund.created", "m_1"),
+        ("refund.created", "m_2"),
+        ("transaction.approved", None),
+    ]:
+        extra = {"merchant_id": merchant} if merchant else {}
+        assert post_event(event_type, **extra).status_code == 202
+
+    def types(query: str) -> list[str]:
+        rows = read_api.get(f"/api/v1/deliveries?{query}").get_json()["data"]
+        return sorted(d["event_type"] for d in rows)
+
+    assert types("merchant_id=m_1") == ["refund.created", "transaction.approved"]
+    assert types("category=Refunds") == ["refund.created", "refund.created"]
+    assert types("category=Refunds&merchant_id=m_2") == ["refund.created"]
+    assert types("category=Terminals") == [] and types("merchant_id=m_9") == []
+
+
 @pytest.mark.parametrize(
     "query", ["status=lost", "since=yesterday", "endpoint_id=0", "limit=500", "after=x"]
 )

@@ -38,6 +38,8 @@ def list_deliveries(query: s.DeliveryQuery):
         status=query.status or "",
         endpoint_id=query.endpoint_id,
         event_type=query.event_type or "",
+        category=query.category or "",
+        merchant_id=query.merchant_id or "",
         event_id=query.event_id or "",
         created_since=naive_utc(query.since),
         created_until=naive_utc(query.until),

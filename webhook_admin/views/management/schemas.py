@@ -185,6 +185,8 @@ class DeliveryQuery(Query):
     endpoint_id: int | None = Field(None, ge=1, le=INT32_MAX)
     event_id: ShortText | None = None
     event_type: ShortText | None = None
+    category: ShortText | None = None  # every type of the category
+    merchant_id: ShortText | None = None
     status: Status | None = None
     since: datetime | None = None
     until: datetime | None = None
