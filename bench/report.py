@@ -20,6 +20,8 @@ WEB_COMMAND = f"gunicorn -w {WEB_WORKERS} {' '.join(WEB_WORKER_OPTIONS)} wsgi:ap
 DOCS = ROOT / "docs"
 FINDINGS = Path(__file__).with_name("findings.md")
 LIVE_RESULTS = Path(__file__).with_name("live_results.md")
+# The page benchmark at 10M (bench/pages.py prints; its sections are written by hand here).
+PAGES_RESULTS = Path(__file__).with_name("pages_results.md")
 
 
 @dataclass
@@ -465,6 +467,8 @@ def write_docs(rows, raw, errors, plan, machine, elapsed) -> None:
         md += ["", FINDINGS.read_text().strip()]
     if LIVE_RESULTS.exists():  # `make bench-live` (bench/live.py) writes it; kept here
         md += ["", LIVE_RESULTS.read_text().strip()]
+    if PAGES_RESULTS.exists():
+        md += ["", PAGES_RESULTS.read_text().strip()]
     (DOCS / "benchmarks.md").write_text("\n".join(md) + "\n")
 
 

@@ -41,6 +41,13 @@ def test_built_history_is_valid_for_the_app(viewer, endpoint, environ, post_even
         assert len({len(a.request_body) for a in db.session.scalars(select(Attempt).limit(50))}) > 1
         endpoints = {d.endpoint_id for d in db.session.scalars(select(Delivery))}
         assert len(endpoints) == HISTORY_ENDPOINTS
+        # Each delivery carries its event's type and merchant, as fan-out writes them (0011).
+        copies = db.session.execute(
+            select(Delivery.event_type, Delivery.merchant_id, Event.type, Event.merchant_id).join(
+                Event, Delivery.event_id == Event.id
+            )
+        ).all()
+        assert all(row[0] is not None and tuple(row[:2]) == tuple(row[2:]) for row in copies)
 
         # The monitor lists the newest, and the delivery page opens.
         html = viewer.get("/deliveries").get_data(as_text=True)
