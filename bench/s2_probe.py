@@ -11,7 +11,7 @@ state of the moment. Options, in the environment:
   the seconds in BENCH_PROBE_DUMP_AT), threads counted by the function they wait in;
 - BENCH_PROBE_PROFILE=DIR: each worker process's collapsed stacks there (`py-spy record
   --gil`: the thread holding the GIL; it slows the worker several times, so read shares,
-  not rates);
+  not rates; BENCH_PROBE_NONBLOCKING=1 samples without pausing it, at the rate it runs);
 - BENCH_PROBE_CPU=1: where the machine's CPU went in the window, by kind of process
   (`cpu_share.py`);
 - BENCH_PROBE_VERBOSE=1: the receipts per 0.1 s, when each event was answered, the dumps."""
@@ -96,6 +96,8 @@ def one(env: scenarios.Env, one_port: bool, extra: dict[str, str], tree: Path) -
             out = Path(os.environ["BENCH_PROBE_PROFILE"]) / f"{tree.name}-{pid}.txt"
             argv = [str(procs.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw"]
             argv += ["--rate", "200", "--gil", "--output", str(out)]  # the thread holding the GIL
+            if os.environ.get("BENCH_PROBE_NONBLOCKING") == "1":
+                argv.append("--nonblocking")  # never pauses the worker: shares as it runs
             profilers.append(
                 subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )

@@ -6,15 +6,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from tests.support.receiver import Reply
 from tests.support.work import run_queued_jobs
 from webhook_admin import clock
+from webhook_admin.delivery.attempt import (
+    claim_committed,
+    record_attempts,
+    send_claimed,
+    work_for,
+)
 from webhook_admin.delivery.health_writes import RecentSuccessWrites
-from webhook_admin.delivery.runner import DeliveryRunner
+from webhook_admin.delivery.runner import DeliveryRunner, make_sender
+from webhook_admin.delivery.send_cache import EndpointCache, EnvelopeCache
 from webhook_admin.extensions import db
-from webhook_admin.models import Attempt, Endpoint
+from webhook_admin.models import Attempt, Delivery, Endpoint
 from webhook_admin.services.endpoint_health import needs_health_write
 
 T0 = datetime(2026, 11, 28, 12, 0, 0)
@@ -73,3 +80,56 @@ def test_successes_in_a_row_write_the_endpoint_once_and_a_failure_at_once(
     assert failed_tries >= 1
     assert failed.consecutive_failures == failed_tries  # every failed try is written
     assert failed.last_attempt_status == 500
+
+
+def test_a_batch_writes_its_healthy_successes_in_one_statement_and_rows_in_id_order(
+    app, add_endpoint, post_event, receiver
+):
+    """Four endpoints in one writer batch, the last one failing: the three successes are one
+    executemany, the failure its own statement after it; every row locked in id order (two
+    writers locking in different orders could deadlock), and each endpoint's health right."""
+    endpoints = [add_endpoint(f"{receiver.url}/{n}") for n in range(4)]
+    failing = endpoints[-1]
+    receiver.responder = lambda request: Reply(500 if request.path.endswith("/3") else 200)
+    post_event()
+    ids = list(db.session.scalars(select(Delivery.id).order_by(Delivery.id.desc())))
+    settings = app.config["SETTINGS"]
+    claims = claim_committed(ids, settings.lease_duration)
+    cache, envelopes = EndpointCache(app.extensions["secret_box"]), EnvelopeCache()
+    with make_sender(settings) as sender:
+        finished = [
+            send_claimed(work_for(claims[i], cache, envelopes), sender, settings) for i in ids
+        ]
+
+    statements = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        text = statement.upper()
+        if text.lstrip().startswith("UPDATE ENDPOINTS") and "LAST_ATTEMPT_AT=" in text.replace(
+            " ", ""
+        ):
+            rows = parameters if executemany else [parameters]
+            # The WHERE's id is the last parameter (a dict on PostgreSQL, a tuple on SQLite).
+            ids = [row["endpoint_id"] if isinstance(row, dict) else row[-1] for row in rows]
+            statements.append((executemany, ids))
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        record_attempts(finished, settings, RecentSuccessWrites())
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    healthy_ids = [e.id for e in endpoints[:3]]
+    assert statements[0] == (True, healthy_ids)
+    assert statements[1][1] == [failing.id]
+    locked = [endpoint_id for _, ids in statements for endpoint_id in ids]
+    assert locked == sorted(locked)
+    db.session.expire_all()
+    for endpoint in endpoints[:3]:
+        row = db.session.get(Endpoint, endpoint.id)
+        assert (row.last_attempt_status, row.consecutive_failures) == (200, 0)
+        assert row.last_attempt_at is not None and row.failing_since is None
+    row = db.session.get(Endpoint, failing.id)
+    assert (row.last_attempt_status, row.consecutive_failures) == (500, 1)
+    assert row.failing_since == row.last_attempt_at

@@ -21,8 +21,10 @@ from ..services import operational_events
 from ..services.endpoint_health import (
     auto_disable_if_failing_too_long,
     disable_if_gone,
+    health_result,
     needs_health_write,
     record_endpoint_result,
+    record_endpoint_successes,
 )
 
 
@@ -52,9 +54,29 @@ def record_health(items, settings: Settings, recent: RecentSuccessWrites) -> Non
     by_endpoint = defaultdict(list)
     for item in items:
         by_endpoint[item.work.endpoint.id].append(item)
+    # The successes of healthy endpoints (nearly every attempt) are written together; one
+    # that needs more than its write first writes those gathered, so rows lock in id order.
+    successes: list[dict] = []
     for endpoint_id in sorted(by_endpoint):
         for item in by_endpoint[endpoint_id]:
-            _record_one(item, settings, recent)
+            health = item.work.claim.endpoint_health
+            if item.row["succeeded"] and not health.consecutive_failures:
+                _gather_success(item, recent, successes)
+            else:
+                record_endpoint_successes(successes)
+                successes = []
+                _record_one(item, settings, recent)
+    record_endpoint_successes(successes)
+
+
+def _gather_success(item, recent: RecentSuccessWrites, successes: list[dict]) -> None:
+    endpoint, row, health = item.work.endpoint, item.row, item.work.claim.endpoint_health
+    status_code = row["response_status"]
+    if needs_health_write(health, item.started_at, status_code, True, recent.last(endpoint.id)):
+        successes.append(
+            health_result(endpoint.id, item.started_at, status_code, row["error_class"])
+        )
+        recent.note(endpoint.id, item.started_at, status_code, True)
 
 
 def _record_one(item, settings: Settings, recent: RecentSuccessWrites) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from ..clock import utcnow
 from ..extensions import db
 from ..models import DISABLED_AUTO, DISABLED_GONE, AuditEntry, Endpoint
-from ..models.endpoint import HEALTH_ONLY
 from . import operational_events
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,46 @@ def needs_health_write(
     )
 
 
+_endpoints = Endpoint.__table__
+# The health statements are built once and executed with parameters: building an UPDATE
+# and its cache key per write was a third of a worker's GIL samples in scenario 2
+# (bench/findings.md, session 12). HEALTH_ONLY's columns keep their values (no configuration
+# change, so no worker re-reads the endpoint).
+_LAST_ATTEMPT = {
+    "last_attempt_at": bindparam("started_at"),
+    "last_attempt_status": bindparam("status_code"),
+    "last_attempt_error": bindparam("error_class"),
+    "config_version": _endpoints.c.config_version,
+    "updated_at": _endpoints.c.updated_at,
+}
+_SUCCESS = (
+    update(_endpoints)
+    .where(_endpoints.c.id == bindparam("endpoint_id"))
+    .values(**_LAST_ATTEMPT, failing_since=None, consecutive_failures=0)
+)
+_FAILURE = (
+    update(_endpoints)
+    .where(_endpoints.c.id == bindparam("endpoint_id"))
+    .values(
+        **_LAST_ATTEMPT,
+        failing_since=func.coalesce(_endpoints.c.failing_since, bindparam("started_at")),
+        consecutive_failures=_endpoints.c.consecutive_failures + 1,
+    )
+)
+
+
+def health_result(
+    endpoint_id: int, started_at: datetime, status_code: int | None, error_class: str | None
+) -> dict:
+    """One attempt's result as the parameters of the health statements."""
+    return {
+        "endpoint_id": endpoint_id,
+        "started_at": started_at,
+        "status_code": status_code,
+        "error_class": error_class,
+    }
+
+
 def record_endpoint_result(
     endpoint_id: int,
     started_at: datetime,
@@ -52,24 +91,16 @@ def record_endpoint_result(
 
     Not a configuration change (models.endpoint.HEALTH_ONLY): workers keep their cached
     configuration; health is read fresh by every claim instead."""
-    values = {
-        "last_attempt_at": started_at,
-        "last_attempt_status": status_code,
-        "last_attempt_error": error_class,
-    }
-    if succeeded:
-        values.update(failing_since=None, consecutive_failures=0)
-    else:
-        values.update(
-            failing_since=func.coalesce(Endpoint.failing_since, started_at),
-            consecutive_failures=Endpoint.consecutive_failures + 1,
-        )
-    db.session.execute(
-        update(Endpoint)
-        .where(Endpoint.id == endpoint_id)
-        .values(**values, **HEALTH_ONLY)
-        .execution_options(synchronize_session=False)
-    )
+    statement = _SUCCESS if succeeded else _FAILURE
+    result = health_result(endpoint_id, started_at, status_code, error_class)
+    db.session.connection().execute(statement, result)
+
+
+def record_endpoint_successes(results: list[dict]) -> None:
+    """Several endpoints' successes (`health_result`s, in endpoint id order: two writers
+    lock the rows in the same order) in one executemany."""
+    if results:
+        db.session.connection().execute(_SUCCESS, results)
 
 
 def disable_endpoint_by_system(endpoint_id: int, reason: str, note: str) -> bool:
