@@ -13,7 +13,6 @@ from webhook_admin.delivery.attempt import (
     send_claimed,
     work_for,
 )
-from webhook_admin.delivery.health_writes import RecentSuccessWrites
 from webhook_admin.delivery.runner import make_sender
 from webhook_admin.delivery.send_cache import EndpointCache, EnvelopeCache
 from webhook_admin.extensions import db
@@ -79,9 +78,7 @@ def test_a_row_the_database_refuses_never_takes_the_rest_of_its_batch_with_it(
     # Text that is not UTF-8 (a lone surrogate got past storable_text, say): SQLite and
     # PostgreSQL both refuse it.
     bad = replace(bad, row=bad.row | {"response_body": "ok \ud800"})
-    reports = record_attempts(
-        [good_before, bad, good_after], app.config["SETTINGS"], RecentSuccessWrites()
-    )
+    reports = record_attempts([good_before, bad, good_after], app.config["SETTINGS"])
     assert [r.status for r in reports] == [DeliveryStatus.SUCCEEDED] * 3
 
     db.session.expire_all()

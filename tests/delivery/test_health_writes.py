@@ -1,10 +1,10 @@
 """Endpoint health is written when it changes, and a success stream to a healthy endpoint at
-most once a second per worker (the endpoint row is shared by every attempt)."""
+most about once a second, judged on the endpoint row as the batch reads it (the row is
+shared by every attempt of every worker)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 
 from sqlalchemy import event, func, select
 
@@ -17,7 +17,7 @@ from webhook_admin.delivery.attempt import (
     send_claimed,
     work_for,
 )
-from webhook_admin.delivery.health_writes import RecentSuccessWrites
+from webhook_admin.delivery.health_writes import EndpointHealth
 from webhook_admin.delivery.runner import DeliveryRunner, make_sender
 from webhook_admin.delivery.send_cache import EndpointCache, EnvelopeCache
 from webhook_admin.extensions import db
@@ -27,25 +27,19 @@ from webhook_admin.services.endpoint_health import needs_health_write
 T0 = datetime(2026, 11, 28, 12, 0, 0)
 
 
-def test_a_recent_success_with_the_same_status_covers_the_next_one_for_a_second():
-    """The snapshot a claim carried says the endpoint never answered; this process has
-    written a success since. The next success within a second needs no write."""
-    snapshot = SimpleNamespace(
-        consecutive_failures=0, failing_since=None, last_attempt_at=None, last_attempt_status=None
-    )
-    recent = RecentSuccessWrites()
-    recent.note(1, T0, 200, succeeded=True)
+def test_a_success_within_the_second_of_the_same_status_needs_no_write():
+    healthy = EndpointHealth(0, None, T0, 200)
 
-    def covers(endpoint_id, started_at, status_code):
-        written = recent.last(endpoint_id)
-        return not needs_health_write(snapshot, started_at, status_code, True, written)
+    def covers(health, started_at, status_code):
+        return not needs_health_write(health, started_at, status_code, True)
 
-    assert covers(1, T0 + timedelta(seconds=0.5), 200)
-    assert not covers(1, T0 + timedelta(seconds=1.5), 200)  # a second later: write
-    assert not covers(1, T0 + timedelta(seconds=0.5), 204)  # another status: write
-    assert not covers(2, T0, 200)  # another endpoint
-    recent.note(1, T0 + timedelta(seconds=0.6), 500, succeeded=False)
-    assert not covers(1, T0 + timedelta(seconds=0.7), 200)  # after a failure: write
+    assert covers(healthy, T0 + timedelta(seconds=0.5), 200)
+    assert not covers(healthy, T0 + timedelta(seconds=1.5), 200)  # a second later: write
+    assert not covers(healthy, T0 + timedelta(seconds=0.5), 204)  # another status: write
+    assert not covers(EndpointHealth(0, None, None, None), T0, 200)  # never answered
+    assert not covers(EndpointHealth(1, T0, T0, 500), T0 + timedelta(seconds=0.1), 200)
+    assert not covers(EndpointHealth(0, T0, T0, 200), T0 + timedelta(seconds=0.1), 200)
+    assert needs_health_write(healthy, T0 + timedelta(seconds=0.1), 500, False)  # a failure
 
 
 def test_successes_in_a_row_write_the_endpoint_once_and_a_failure_at_once(
@@ -116,7 +110,7 @@ def test_a_batch_writes_its_healthy_successes_in_one_statement_and_rows_in_id_or
     engine = db.engine
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        record_attempts(finished, settings, RecentSuccessWrites())
+        record_attempts(finished, settings)
     finally:
         event.remove(engine, "before_cursor_execute", seen)
 
@@ -133,3 +127,45 @@ def test_a_batch_writes_its_healthy_successes_in_one_statement_and_rows_in_id_or
     row = db.session.get(Endpoint, failing.id)
     assert (row.last_attempt_status, row.consecutive_failures) == (500, 1)
     assert row.failing_since == row.last_attempt_at
+
+
+def test_a_success_claimed_before_a_failure_was_recorded_still_ends_the_streak(
+    app, add_endpoint, post_event, receiver
+):
+    """Two deliveries claimed together while the endpoint was healthy; the first fails and is
+    recorded, then the second succeeds within the second of the last success. The claim's
+    snapshot says "healthy, 200 just now", but the row says "failing": the success must be
+    written, or the endpoint shows a failure streak its last attempt ended (for good, if no
+    more traffic comes)."""
+    endpoint = add_endpoint(receiver.url)
+    settings = app.config["SETTINGS"]
+    cache, envelopes = EndpointCache(app.extensions["secret_box"]), EnvelopeCache()
+    clock.freeze()
+
+    def send(ids):
+        claims = claim_committed(ids, settings.lease_duration)
+        with make_sender(settings) as sender:
+            return [
+                send_claimed(work_for(claims[i], cache, envelopes), sender, settings) for i in ids
+            ]
+
+    post_event(event_id="evt_first")
+    record_attempts(send(list(db.session.scalars(select(Delivery.id)))), settings)
+    receiver.responder = lambda request: Reply(500 if b"evt_fails" in request.body else 200)
+    post_event(event_id="evt_fails")
+    post_event(event_id="evt_succeeds")
+    ids = list(
+        db.session.scalars(
+            select(Delivery.id).where(Delivery.event_id != "evt_first").order_by(Delivery.id)
+        )
+    )
+    clock.advance(0.2)
+    failed, succeeded = send(ids)  # both claims read the healthy endpoint
+    record_attempts([failed], settings)
+    db.session.expire_all()
+    assert db.session.get(Endpoint, endpoint.id).consecutive_failures == 1
+    record_attempts([succeeded], settings)
+
+    db.session.expire_all()
+    row = db.session.get(Endpoint, endpoint.id)
+    assert (row.last_attempt_status, row.consecutive_failures, row.failing_since) == (200, 0, None)

@@ -108,9 +108,8 @@ def stalled_attempt(app, delivery_id: int, receiver_url: str):
 
 def record(app, finished) -> list:
     from webhook_admin.delivery.attempt import record_attempts
-    from webhook_admin.delivery.health_writes import RecentSuccessWrites
 
-    return record_attempts([finished], app.config["SETTINGS"], RecentSuccessWrites())
+    return record_attempts([finished], app.config["SETTINGS"])
 
 
 def test_an_answer_recorded_after_its_lease_expired_replaces_the_interrupted_row(

@@ -63,7 +63,6 @@ from webhook_admin.delivery.attempt import (
     work_for,
 )
 from webhook_admin.delivery.claims import Claim
-from webhook_admin.delivery.health_writes import RecentSuccessWrites
 from webhook_admin.delivery.lease_recovery import recover_expired_leases
 from webhook_admin.delivery.retry_policy import JITTER
 from webhook_admin.delivery.runner import install_runner, make_sender
@@ -155,7 +154,6 @@ class DeliveryStateMachine(RuleBasedStateMachine):
         clock.freeze()
         self.endpoint_cache = EndpointCache(self.app.extensions["secret_box"])
         self.envelope_cache = EnvelopeCache()
-        self.recent = RecentSuccessWrites()
         self.targets = self._create_deliveries()
         self.manual: Counter[int] = Counter()  # manual retries granted, per delivery
         self.claims: Counter[int] = Counter()  # claims won, per delivery
@@ -244,7 +242,7 @@ class DeliveryStateMachine(RuleBasedStateMachine):
         asked for: on a slow machine a 200 may come after the 0.3 s deadline (a timeout)."""
         before = self._delivery(d)
         claim, got = finished.work.claim, finished.row
-        reports = record_attempts([finished], self.settings, self.recent)
+        reports = record_attempts([finished], self.settings)
         row = self._attempt(d, claim.attempt_number)
         assert row is not None, f"attempt {claim.attempt_number} of delivery {d} not recorded"
         # On time or late, the row holds the answer (a late one replaces the interrupted row).

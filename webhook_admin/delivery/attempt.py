@@ -21,7 +21,7 @@ from . import certificates, claims, retry_policy
 from .claims import Claim, Outcome, claim_deliveries, finish_attempts
 from .deadlines import with_deadlines
 from .envelope import EnvelopeError, OutboundRequest, build_request
-from .health_writes import RecentSuccessWrites, record_health
+from .health_writes import record_health
 from .http_sender import SendResult
 from .send_cache import EndpointCache, EndpointSendConfig, EnvelopeCache
 from .storable import storable_body, storable_headers, storable_text
@@ -169,9 +169,7 @@ def send_claimed(work: ClaimedWork, sender, settings: Settings) -> FinishedAttem
     return FinishedAttempt(work, row, outcome, started_at)
 
 
-def record_attempts(
-    finished: list[FinishedAttempt], settings: Settings, recent: RecentSuccessWrites
-) -> list[AttemptReport]:
+def record_attempts(finished: list[FinishedAttempt], settings: Settings) -> list[AttemptReport]:
     """Record attempts, their outcomes and what they say of their endpoints in one
     transaction (one commit for the batch); returns a report for each one whose lease held.
 
@@ -179,7 +177,7 @@ def record_attempts(
     get the event again when the leases expired): a batch that fails is written again row
     by row, and a row that fails alone is written without what the receiver sent."""
     try:
-        return _record_together(finished, settings, recent)
+        return _record_together(finished, settings)
     except OperationalError:
         raise  # the database is away: row by row would fail the same way
     except Exception as exc:
@@ -192,7 +190,7 @@ def record_attempts(
     reports = []
     for item in finished:
         try:
-            reports += _record_together([item], settings, recent)
+            reports += _record_together([item], settings)
         except OperationalError:
             raise
         except Exception as exc:
@@ -204,18 +202,16 @@ def record_attempts(
                 item.work.claim.attempt_number,
                 type(exc).__name__,
             )
-            reports += _record_together([_without_response(item, exc)], settings, recent)
+            reports += _record_together([_without_response(item, exc)], settings)
     return reports
 
 
-def _record_together(
-    finished: list[FinishedAttempt], settings: Settings, recent: RecentSuccessWrites
-) -> list[AttemptReport]:
+def _record_together(finished: list[FinishedAttempt], settings: Settings) -> list[AttemptReport]:
     with serialized_writes():
         finished = with_deadlines(db.session.connection(), finished)  # per-type deadlines
         recorded = finish_attempts([(f.work.claim, f.row, f.outcome) for f in finished])
         kept = [item for item, ok in zip(finished, recorded, strict=True) if ok]
-        record_health(kept, settings, recent)
+        record_health(kept, settings)
         announce_exhausted(kept)  # operational events
         certificates.write_pending(db.session.connection())  # new TLS certificates seen
         db.session.commit()

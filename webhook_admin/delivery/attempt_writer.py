@@ -21,7 +21,6 @@ from flask import Flask
 
 from ..extensions import db
 from .attempt import AttemptReport, FinishedAttempt, record_attempts
-from .health_writes import RecentSuccessWrites
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -32,7 +31,6 @@ class AttemptWriter(threading.Thread):
         self,
         app: Flask,
         on_recorded: Callable[[AttemptReport], None],
-        recent: RecentSuccessWrites,
         capacity: int,
         max_batch: int = 200,
     ):
@@ -40,7 +38,6 @@ class AttemptWriter(threading.Thread):
         self.app = app
         self.settings = app.config["SETTINGS"]
         self.on_recorded = on_recorded
-        self.recent = recent
         self.max_batch = max_batch
         # Bounded: if the database falls behind, delivery threads wait here instead of
         # claiming more work than can be recorded.
@@ -72,7 +69,7 @@ class AttemptWriter(threading.Thread):
 
     def _write(self, batch: list[FinishedAttempt]) -> None:
         try:
-            reports = record_attempts(batch, self.settings, self.recent)
+            reports = record_attempts(batch, self.settings)
         except Exception:
             # Not lost: the claims' leases expire and the sweeper records these tries as
             # interrupted and sends them again. Log it for the operator.

@@ -24,15 +24,6 @@ from ..services.sensitive import ERASED
 log = logging.getLogger(__name__)
 
 
-class EndpointHealth(NamedTuple):
-    """The endpoint's health as the claim read it (what `needs_health_write` compares with)."""
-
-    consecutive_failures: int | None
-    failing_since: datetime | None
-    last_attempt_at: datetime | None
-    last_attempt_status: int | None
-
-
 @dataclass(frozen=True)
 class Claim:
     delivery_id: int
@@ -50,7 +41,6 @@ class Claim:
     event_occurred_at: datetime
     event_data: dict  # sensitive values masked (services/sensitive.py)
     event_sensitive: str | None  # those values, encrypted; None when none; ERASED if purged
-    endpoint_health: EndpointHealth
 
 
 deliveries = Delivery.__table__
@@ -91,8 +81,9 @@ def _claim(which):
 
     Built once as a Core statement (the hot path: no ORM bulk-update machinery). RETURNING
     hands back what the attempt needs without a second round trip: the endpoint's
-    config_version (is the worker's cached copy current?), the event's columns, and the
-    endpoint's health as of the claim."""
+    config_version (is the worker's cached copy current?) and the event's columns. Not the
+    endpoint's health: by the time the attempt is recorded it may be stale, so the attempt
+    writer reads it then (delivery/health_writes.py)."""
     return (
         update(deliveries)
         .where(
@@ -129,7 +120,6 @@ def _claim(which):
                     case((events.c.sensitive_purged_at.is_not(None), literal(ERASED))),
                 )
             ),
-            *(_endpoint_column(endpoints.c[name]) for name in EndpointHealth._fields),
         )
     )
 
@@ -148,10 +138,7 @@ def _claim_params(lease_seconds: float) -> dict:
 
 
 def _claim_of(row, token: str) -> Claim:
-    # The statement returns the fields in order, the endpoint's health last.
-    split = len(row) - len(EndpointHealth._fields)
-    fields, health = row[:split], EndpointHealth(*row[split:])
-    return Claim(fields[0], token, *fields[1:], endpoint_health=health)
+    return Claim(row[0], token, *row[1:])  # the statement returns the fields in order
 
 
 def claim_deliveries(connection, delivery_ids: list[int], lease_seconds: float) -> dict:

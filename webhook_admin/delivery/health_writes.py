@@ -5,21 +5,23 @@ The endpoint row is shared by every attempt to that endpoint in every worker pro
 write per attempt made it a hot row (writers of two processes queued on its lock, and one
 writer thread spent most of its time there: 280 deliveries/s in scenario 2 of the
 benchmarks). So:
-- a success on a healthy endpoint is written at most once a second per process (the page
-  shows "last attempt" to the second); any failure, and the first success after failures,
-  is always written;
-- within a batch, endpoints are written in id order, so two writers can never deadlock."""
+- a success on a healthy endpoint is written at most about once a second (the page shows
+  "last attempt" to the second), judged on the endpoint's row as read once per batch; any
+  failure, and the first success after failures, is always written;
+- a batch's successes are one executemany, and endpoints are written in id order, so two
+  writers can never deadlock."""
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from datetime import datetime
+from typing import NamedTuple
 
 from ..config import Settings
 from ..services import operational_events
 from ..services.endpoint_health import (
     auto_disable_if_failing_too_long,
+    current_health,
     disable_if_gone,
     health_result,
     needs_health_write,
@@ -28,72 +30,74 @@ from ..services.endpoint_health import (
 )
 
 
-class RecentSuccessWrites:
-    """Per process (one per delivery runner): the last success this process wrote for each
-    endpoint. The health a claim read can predate it; `needs_health_write` takes the later
-    of the two, so the next success within a second is not written again."""
+class EndpointHealth(NamedTuple):
+    """An endpoint's health: what `needs_health_write` compares an attempt with."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last: dict[int, tuple[datetime, int | None]] = {}
-
-    def last(self, endpoint_id: int) -> tuple[datetime, int | None] | None:
-        with self._lock:
-            return self._last.get(endpoint_id)
-
-    def note(self, endpoint_id: int, started_at: datetime, status_code, succeeded: bool) -> None:
-        with self._lock:
-            if succeeded:
-                self._last[endpoint_id] = (started_at, status_code)
-            else:
-                self._last.pop(endpoint_id, None)
+    consecutive_failures: int | None
+    failing_since: datetime | None
+    last_attempt_at: datetime | None
+    last_attempt_status: int | None
 
 
-def record_health(items, settings: Settings, recent: RecentSuccessWrites) -> None:
+# An endpoint whose row is gone (nothing to write; the UPDATE finds no row).
+_UNKNOWN = EndpointHealth(0, None, None, None)
+
+
+def record_health(items, settings: Settings) -> None:
     """`items`: the recorded attempts (FinishedAttempt) of one transaction."""
     by_endpoint = defaultdict(list)
     for item in items:
         by_endpoint[item.work.endpoint.id].append(item)
+    # The rows of the batch's endpoints, read once per batch, in its transaction. A
+    # snapshot read by the claim could predate a failure recorded since (by this process or
+    # another): trusted, a success "within the second of the last one" was skipped and the
+    # endpoint kept a failure streak its last attempt had ended. The rows also say what any
+    # process wrote last, so a success another worker wrote this second is not written again.
+    fresh = current_health(by_endpoint)
     # The successes of healthy endpoints (nearly every attempt) are written together; one
     # that needs more than its write first writes those gathered, so rows lock in id order.
     successes: list[dict] = []
     for endpoint_id in sorted(by_endpoint):
-        for item in by_endpoint[endpoint_id]:
-            health = item.work.claim.endpoint_health
+        endpoint_items = by_endpoint[endpoint_id]
+        row = fresh.get(endpoint_id)
+        health = EndpointHealth(*row) if row else _UNKNOWN
+        for item in endpoint_items:
             if item.row["succeeded"] and not health.consecutive_failures:
-                _gather_success(item, recent, successes)
+                health = _gather_success(item, health, successes)
             else:
                 record_endpoint_successes(successes)
                 successes = []
-                _record_one(item, settings, recent)
+                health = _record_one(item, health, settings)
     record_endpoint_successes(successes)
 
 
-def _gather_success(item, recent: RecentSuccessWrites, successes: list[dict]) -> None:
-    endpoint, row, health = item.work.endpoint, item.row, item.work.claim.endpoint_health
+def _gather_success(item, health, successes: list[dict]):
+    """Gather a success on a healthy endpoint if it needs a write; the health after it."""
+    endpoint_id, row = item.work.endpoint.id, item.row
     status_code = row["response_status"]
-    if needs_health_write(health, item.started_at, status_code, True, recent.last(endpoint.id)):
-        successes.append(
-            health_result(endpoint.id, item.started_at, status_code, row["error_class"])
-        )
-        recent.note(endpoint.id, item.started_at, status_code, True)
+    if not needs_health_write(health, item.started_at, status_code, True):
+        return health
+    successes.append(health_result(endpoint_id, item.started_at, status_code, row["error_class"]))
+    return EndpointHealth(0, None, item.started_at, status_code)
 
 
-def _record_one(item, settings: Settings, recent: RecentSuccessWrites) -> None:
+def _record_one(item, health, settings: Settings):
+    """Write a failure, or a success that ends a streak, and what follows from it; the
+    endpoint's health after it."""
     endpoint, row = item.work.endpoint, item.row
     status_code, succeeded = row["response_status"], row["succeeded"]
-    written_since = recent.last(endpoint.id)
-    health = item.work.claim.endpoint_health
-    if needs_health_write(health, item.started_at, status_code, succeeded, written_since):
-        record_endpoint_result(
-            endpoint.id, item.started_at, status_code, row["error_class"], succeeded
-        )
-        recent.note(endpoint.id, item.started_at, status_code, succeeded)
-    if not succeeded:
-        disable_if_gone(endpoint.id, status_code)
-        auto_disable_if_failing_too_long(endpoint.id, settings.disable_after_hours)
-        operational_events.after_failure(endpoint.id, settings.failing_threshold)
-    else:
+    record_endpoint_result(endpoint.id, item.started_at, status_code, row["error_class"], succeeded)
+    if succeeded:
         operational_events.after_success(
             endpoint.id, health.consecutive_failures, health.failing_since
         )
+        return EndpointHealth(0, None, item.started_at, status_code)
+    disable_if_gone(endpoint.id, status_code)
+    auto_disable_if_failing_too_long(endpoint.id, settings.disable_after_hours)
+    operational_events.after_failure(endpoint.id, settings.failing_threshold)
+    return EndpointHealth(
+        (health.consecutive_failures or 0) + 1,
+        health.failing_since or item.started_at,
+        item.started_at,
+        status_code,
+    )

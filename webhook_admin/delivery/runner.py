@@ -31,7 +31,6 @@ from .attempt_writer import AttemptWriter
 from .claim_combiner import ClaimCombiner
 from .claims import Claim, claim_deliveries
 from .endpoint_gate import EndpointGate
-from .health_writes import RecentSuccessWrites
 from .http_sender import Sender
 from .send_cache import EndpointCache, EnvelopeCache
 from .thread_pool import DeliveryPool
@@ -85,12 +84,9 @@ class DeliveryRunner:
         self.in_flight: dict[str, int] = {}
         # With a pool, attempts are recorded in batches by one writer thread; a single
         # thread (tests, a bare RQ worker) records each attempt itself before returning.
-        self.recent_success_writes = RecentSuccessWrites()
         self.writer = None
         if self.concurrent:
-            self.writer = AttemptWriter(
-                app, self._queue_next_try, self.recent_success_writes, capacity=4 * threads
-            )
+            self.writer = AttemptWriter(app, self._queue_next_try, capacity=4 * threads)
             self.writer.start()
 
     def submit(self, delivery_id: int, endpoint_id: int | None = None) -> None:
@@ -257,9 +253,7 @@ class DeliveryRunner:
             if self.writer is not None:
                 self.writer.put(finished)
             else:
-                for report in record_attempts(
-                    [finished], self.settings, self.recent_success_writes
-                ):
+                for report in record_attempts([finished], self.settings):
                     self._queue_next_try(report)
         finally:
             next_ids = self.gate.leave(claim.endpoint_id, ticket)

@@ -17,22 +17,15 @@ SYSTEM_ACTOR = "system"
 
 
 def needs_health_write(
-    endpoint,
-    started_at: datetime,
-    status_code: int | None,
-    succeeded: bool,
-    written_since: tuple[datetime, int | None] | None = None,
+    endpoint, started_at: datetime, status_code: int | None, succeeded: bool
 ) -> bool:
     """A success on a healthy endpoint whose last attempt was the same status less than a
     second ago changes nothing worth a write (a hot row every attempt would lock).
 
-    `endpoint`: an Endpoint or the health a claim read (EndpointHealth). `written_since`: a
-    success (time, status) this process wrote after that was read, if it knows of one."""
+    `endpoint`: an Endpoint or its health (delivery.health_writes.EndpointHealth)."""
     if not succeeded or endpoint.consecutive_failures or endpoint.failing_since:
         return True
     last_at, last_status = endpoint.last_attempt_at, endpoint.last_attempt_status
-    if written_since is not None and (last_at is None or written_since[0] > last_at):
-        last_at, last_status = written_since
     return (
         last_at is None
         or last_status != status_code
@@ -94,6 +87,23 @@ def record_endpoint_result(
     statement = _SUCCESS if succeeded else _FAILURE
     result = health_result(endpoint_id, started_at, status_code, error_class)
     db.session.connection().execute(statement, result)
+
+
+def current_health(endpoint_ids) -> dict[int, tuple]:
+    """endpoint id -> (consecutive_failures, failing_since, last_attempt_at,
+    last_attempt_status) as the rows say now, in this transaction: one statement."""
+    if not endpoint_ids:
+        return {}
+    rows = db.session.connection().execute(
+        select(
+            _endpoints.c.id,
+            _endpoints.c.consecutive_failures,
+            _endpoints.c.failing_since,
+            _endpoints.c.last_attempt_at,
+            _endpoints.c.last_attempt_status,
+        ).where(_endpoints.c.id.in_(sorted(endpoint_ids)))
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def record_endpoint_successes(results: list[dict]) -> None:
