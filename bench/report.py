@@ -516,7 +516,10 @@ METHOD = """## How each figure is measured
    `s2_sqlite`: scenario 2 on a new SQLite file with a gunicorn of its own, `worker.py` at its
    defaults there (one process, 256 threads); the file is emptied between rounds.
    `python -m bench.s2_probe` runs the same cases (and other trees' code) alone, with the
-   receipts per 0.1 s and `py-spy dump` of the workers mid-run.
+   receipts per 0.1 s, `py-spy dump` and `py-spy record --gil` of the workers, and where the
+   machine's CPU went by kind of process (`BENCH_PROBE_CPU=1`, `bench/cpu_share.py`).
+   A window ends at the receiver's own record of its n-th receipt (polled every 0.1 s,
+   `BENCH_RECEIPT_POLL`), for ours and the baselines alike.
 8. **History** (issue 16, bench/history_scenarios.py): scenarios 1 and 2 (as above) on a
    database that already holds N delivered deliveries, each with one attempt (a ~1 KB JSON
    request body of varying values, a ~50-byte response) and their events (one event to 3

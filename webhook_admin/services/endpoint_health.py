@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, func, select, update
 from ..clock import utcnow
 from ..extensions import db
 from ..models import DISABLED_AUTO, DISABLED_GONE, AuditEntry, Endpoint
+from ..models.endpoint import HEALTH_ONLY
 from . import operational_events
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,7 @@ _LAST_ATTEMPT = {
     "last_attempt_at": bindparam("started_at"),
     "last_attempt_status": bindparam("status_code"),
     "last_attempt_error": bindparam("error_class"),
-    "config_version": _endpoints.c.config_version,
-    "updated_at": _endpoints.c.updated_at,
+    **{name: _endpoints.c[name] for name in HEALTH_ONLY},
 }
 _SUCCESS = (
     update(_endpoints)
@@ -83,7 +83,8 @@ def record_endpoint_result(
     """Update the endpoint's last attempt and failure streak in one statement.
 
     Not a configuration change (models.endpoint.HEALTH_ONLY): workers keep their cached
-    configuration; health is read fresh by every claim instead."""
+    configuration; the attempt writer reads health from the row instead
+    (`current_health`)."""
     statement = _SUCCESS if succeeded else _FAILURE
     result = health_result(endpoint_id, started_at, status_code, error_class)
     db.session.connection().execute(statement, result)
