@@ -51,6 +51,12 @@ def write_shell_env(values: dict[str, str]) -> Path:
     return path
 
 
+def shell_env_path() -> str:
+    """Where write_shell_env writes, as a newcomer types it (relative to the checkout)."""
+    path = VAR / "dev.env"
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def redis_answers(url: str) -> bool:
     from redis import Redis
     from redis.exceptions import RedisError
@@ -194,7 +200,10 @@ def run(children: list[subprocess.Popen]) -> None:
         os.environ.setdefault(name, value)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     names = ("APP_ENV", "REDIS_URL", "DATABASE_URL", *dev_secrets())
-    write_shell_env({n: os.environ[n] for n in names if n in os.environ})
+    shell_env = {n: os.environ[n] for n in names if n in os.environ}
+    # `events emit` posts to this app, whatever PORT it serves on.
+    shell_env["WEBHOOK_APP_URL"] = f"http://127.0.0.1:{PORT}"
+    write_shell_env(shell_env)
     sys.path.insert(0, str(ROOT))
     ensure_redis(os.environ["REDIS_URL"], children)
     email, password = prepare_database()
@@ -225,7 +234,7 @@ def run(children: list[subprocess.Popen]) -> None:
         f"  webhook-admin is running: http://127.0.0.1:{PORT}/webhooks\n"
         f"  Log in:        {login}\n"
         f"  Ingest secret: {os.environ['WEBHOOK_INGEST_SECRET']}   (development only)\n"
-        "  CLI settings:  . var/dev.env   (then e.g.: .venv/bin/flask --app wsgi events emit "
+        f"  CLI settings:  . {shell_env_path()}   (then e.g.: .venv/bin/flask --app wsgi events emit "
         "transaction.approved --data '{\"amount\": 1200}')\n"
         "  Ctrl-C (or SIGTERM) stops the web app, the worker and a Redis started here.\n",
         flush=True,

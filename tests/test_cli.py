@@ -142,6 +142,13 @@ def test_events_emit_fails_clearly_when_the_app_is_not_running(app, cli):
     assert result.exit_code == 1 and "could not reach http://127.0.0.1:9" in result.stderr
 
 
+def test_events_emit_posts_to_the_app_url_of_the_environment(app, cli, monkeypatch):
+    """var/dev.env sets WEBHOOK_APP_URL to make run's port (PORT=5077 make run, say)."""
+    monkeypatch.setenv("WEBHOOK_APP_URL", "http://127.0.0.1:9")
+    result = invoke(cli, "events", "emit", "webhook.test")
+    assert result.exit_code == 1 and "could not reach http://127.0.0.1:9" in result.stderr
+
+
 def test_events_emit_rejects_bad_json_data(app, cli):
     result = invoke(cli, "events", "emit", "webhook.test", "--data", "{oops")
     assert result.exit_code == 1 and "--data is not valid JSON" in result.stderr

@@ -100,7 +100,8 @@ def serve_then_signal(tmp_path, argv: list[str], signum: int, exit_code: int) ->
         commands = " | ".join(children.values())
         assert "redis-server" in commands and "worker.py" in commands, commands
         assert any(" run --host 127.0.0.1" in c for c in children.values()), commands
-        assert (tmp_path / "var" / "dev.env").exists()  # not the checkout's var/
+        shell_env = (tmp_path / "var" / "dev.env").read_text()  # not the checkout's var/
+        assert f"export WEBHOOK_APP_URL='http://127.0.0.1:{port}'" in shell_env
 
         process.send_signal(signum)
 

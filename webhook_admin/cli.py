@@ -409,7 +409,13 @@ def deliveries_fill_event_columns(batch, pause, as_json) -> None:
     "--data", "data_json", default=None, help="the event's data (default: the type's example)"
 )
 @click.option("--merchant", default=None)
-@click.option("--url", default="http://127.0.0.1:5000", show_default=True, help="the app's URL")
+@click.option(
+    "--url",
+    envvar="WEBHOOK_APP_URL",  # var/dev.env sets it to the port `make run` serves on
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="the app's URL (env WEBHOOK_APP_URL)",
+)
 @click.option("--id", "event_id", default=None, help="webhook-id (default: a new one)")
 @json_option
 def events_emit(event_type, data_json, merchant, url, event_id, as_json) -> None:
