@@ -51,12 +51,6 @@ def write_shell_env(values: dict[str, str]) -> Path:
     return path
 
 
-def shell_env_path() -> str:
-    """Where write_shell_env writes, as a newcomer types it (relative to the checkout)."""
-    path = VAR / "dev.env"
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def redis_answers(url: str) -> bool:
     from redis import Redis
     from redis.exceptions import RedisError
@@ -203,7 +197,9 @@ def run(children: list[subprocess.Popen]) -> None:
     shell_env = {n: os.environ[n] for n in names if n in os.environ}
     # `events emit` posts to this app, whatever PORT it serves on.
     shell_env["WEBHOOK_APP_URL"] = f"http://127.0.0.1:{PORT}"
-    write_shell_env(shell_env)
+    env_file = write_shell_env(shell_env)
+    # As a newcomer types it: relative to the checkout when it is in it.
+    env_shown = env_file.relative_to(ROOT) if env_file.is_relative_to(ROOT) else env_file
     sys.path.insert(0, str(ROOT))
     ensure_redis(os.environ["REDIS_URL"], children)
     email, password = prepare_database()
@@ -234,7 +230,7 @@ def run(children: list[subprocess.Popen]) -> None:
         f"  webhook-admin is running: http://127.0.0.1:{PORT}/webhooks\n"
         f"  Log in:        {login}\n"
         f"  Ingest secret: {os.environ['WEBHOOK_INGEST_SECRET']}   (development only)\n"
-        f"  CLI settings:  . {shell_env_path()}   (then e.g.: .venv/bin/flask --app wsgi events emit "
+        f"  CLI settings:  . {env_shown}   (then e.g.: .venv/bin/flask --app wsgi events emit "
         "transaction.approved --data '{\"amount\": 1200}')\n"
         "  Ctrl-C (or SIGTERM) stops the web app, the worker and a Redis started here.\n",
         flush=True,

@@ -31,7 +31,8 @@ from ..services.endpoint_health import (
 
 
 class EndpointHealth(NamedTuple):
-    """An endpoint's health: what `needs_health_write` compares an attempt with."""
+    """An endpoint's health after an attempt of the batch (the row read for the batch has
+    the same fields by name): what `needs_health_write` compares the next one with."""
 
     consecutive_failures: int | None
     failing_since: datetime | None
@@ -58,10 +59,8 @@ def record_health(items, settings: Settings) -> None:
     # that needs more than its write first writes those gathered, so rows lock in id order.
     successes: list[dict] = []
     for endpoint_id in sorted(by_endpoint):
-        endpoint_items = by_endpoint[endpoint_id]
-        row = fresh.get(endpoint_id)
-        health = EndpointHealth(*row) if row else _UNKNOWN
-        for item in endpoint_items:
+        health = fresh.get(endpoint_id, _UNKNOWN)
+        for item in by_endpoint[endpoint_id]:
             if item.row["succeeded"] and not health.consecutive_failures:
                 health = _gather_success(item, health, successes)
             else:

@@ -90,21 +90,23 @@ def record_endpoint_result(
     db.session.connection().execute(statement, result)
 
 
-def current_health(endpoint_ids) -> dict[int, tuple]:
-    """endpoint id -> (consecutive_failures, failing_since, last_attempt_at,
-    last_attempt_status) as the rows say now, in this transaction: one statement."""
+_HEALTH_OF = select(
+    _endpoints.c.id,
+    _endpoints.c.consecutive_failures,
+    _endpoints.c.failing_since,
+    _endpoints.c.last_attempt_at,
+    _endpoints.c.last_attempt_status,
+).where(_endpoints.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def current_health(endpoint_ids) -> dict:
+    """endpoint id -> its row's health (consecutive_failures, failing_since,
+    last_attempt_at, last_attempt_status, by name) as it is now, in this transaction: one
+    statement."""
     if not endpoint_ids:
         return {}
-    rows = db.session.connection().execute(
-        select(
-            _endpoints.c.id,
-            _endpoints.c.consecutive_failures,
-            _endpoints.c.failing_since,
-            _endpoints.c.last_attempt_at,
-            _endpoints.c.last_attempt_status,
-        ).where(_endpoints.c.id.in_(sorted(endpoint_ids)))
-    )
-    return {row[0]: tuple(row[1:]) for row in rows}
+    rows = db.session.connection().execute(_HEALTH_OF, {"ids": sorted(endpoint_ids)})
+    return {row.id: row for row in rows}
 
 
 def record_endpoint_successes(results: list[dict]) -> None:
