@@ -101,9 +101,13 @@
   }
   function takeFeed(feed, xhr) {
     var mode = feed.liveMode;
-    var cursor = xhr.getResponseHeader("X-Live-Cursor");
-    if (cursor) feed.setAttribute("data-live-after", cursor);
     var tbody = feedBody(feed);
+    // A poll sent at the top that is answered after the operator scrolled down or pressed "Load
+    // more" brings rows that would now shift the page under them: they wait instead. The cursor
+    // stays where it was, so the next poll (count mode) counts them behind "N new".
+    var late = mode === "rows" && tbody && waits(feed, tbody);
+    var cursor = xhr.getResponseHeader("X-Live-Cursor");
+    if (cursor && !late) feed.setAttribute("data-live-after", cursor);
     if (!tbody) return;
     if (xhr.getResponseHeader("X-Live-Reset")) {  // the newest page again, scrolled to it
       countShown(feed, feed.liveWaiting || 0);
@@ -122,7 +126,7 @@
     Array.prototype.forEach.call(parse(xhr.responseText).querySelectorAll("tr[id^=delivery-]"), function (row) {
       var shown = document.getElementById(row.id);
       if (!shown) {
-        fresh.push(row);
+        if (!late) fresh.push(row);
       } else if (!holdsFocusOrForm(shown) && !shown.hasAttribute("data-poll")) {
         shown.replaceWith(row);  // a watched row that changed, in place
         if (window.htmx) window.htmx.process(row);

@@ -175,3 +175,38 @@ def test_the_filter_bar_wraps_into_tidy_rows_at_1280(page):
     starts = {round(min(b["x"] for _, b in line)) for line in rows.values()}
     ends = {round(max(b["x"] + b["width"] for _, b in line)) for line in rows.values()}
     assert len(starts) == 1 and len(ends) == 1, (starts, ends)
+
+
+def test_a_poll_answered_after_load_more_leaves_its_new_rows_behind_the_control(page, add_endpoint):
+    """The race behind a flaky CI run: a feed poll sent at the top (rows mode) but answered
+    after "Load more" must not put its new row on top of the page the operator now reads."""
+    endpoint = add_endpoint("http://127.0.0.1:9/hook")
+    for n in range(60):
+        make_delivery(endpoint, "succeeded", n=n)
+    db.session.commit()
+    held = []
+
+    def hold_one_rows_poll(route):
+        if not held and "count=1" not in route.request.url:
+            held.append(route)  # answered later, by the test
+        else:
+            route.continue_()
+
+    page.route("**/deliveries/feed*", hold_one_rows_poll)
+    page.goto(page.base + "/deliveries")
+    mark(page)
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "no feed poll in rows mode was sent at the top of the page"
+    page.get_by_role("link", name="Load more").click()
+    expect(page.locator("#delivery-rows tr[id^=delivery-]")).to_have_count(60)
+    make_delivery(endpoint, "failed", n=100)
+    db.session.commit()
+    held[0].continue_()  # the server answers it now: the new row is in that answer
+
+    expect(page.get_by_role("button", name="1 new delivery: show")).to_be_visible(timeout=10_000)
+    assert page.locator("#delivery-rows tr[id^=delivery-]").count() == 60
+    assert page.locator("#delivery-rows tr").first.get_by_text("Failed", exact=True).count() == 0
+    assert_not_reloaded(page)
