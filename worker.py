@@ -215,13 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     app = create_app(web=False)
     settings = app.config["SETTINGS"]
-    # SQLite has one writer per file: more processes only queue on its lock. PostgreSQL:
-    # one process per core (a Python process uses one core).
-    one_per_core = 1 if settings.database_url.startswith("sqlite") else os.cpu_count() or 1
-    processes = args.processes or settings.worker_processes or one_per_core
+    processes = process_count(args, settings)
     if processes > 1:
         return supervise(processes, args)
     return run_worker_process(app, args, args.name)
+
+
+def process_count(args: argparse.Namespace, settings) -> int:
+    """--processes, else WEBHOOK_WORKER_PROCESSES, else one per core, on either database: a
+    Python process uses one core. On SQLite too (issue 16): the writes are short batched
+    transactions, so two processes on 2 cores queued little on the file's one writer and
+    delivered 1.03-1.35x what one did (docs/decisions.md)."""
+    return args.processes or settings.worker_processes or os.cpu_count() or 1
 
 
 def run_worker_process(app, args: argparse.Namespace, name: str | None) -> int:

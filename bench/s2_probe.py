@@ -4,7 +4,7 @@ per 0.1 s (how many requests were in flight) and the worker's CPU per delivery:
     BENCH_DB_NAME=bench_fast PYTHONPATH=. .venv/bin/python -m bench.s2_probe \
         ROUNDS /tmp/old@pg:spread pg:spread sqlite:spread:WEBHOOK_WORKER_THREADS=256 ...
 
-Each case is [TREE@]DB:LAYOUT[:ENV=VALUE,...] (TREE: another checkout, e.g. the old code;
+Each case is [TREE@]DB:LAYOUT[:ENV=VALUE,...] (LAYOUT: spread, one_port or fast; TREE: another checkout, e.g. the old code;
 the pairs go to the worker); every round runs every case, so the cases share the machine's
 state of the moment. Options, in the environment:
 - BENCH_PROBE_DUMP=1: `py-spy dump` of each worker process mid-run (at 1, 2 and 3 s, or at
@@ -67,10 +67,14 @@ def dump_threads(pids: list[int]) -> str:
     return "\n".join(lines)
 
 
-def one(env: scenarios.Env, one_port: bool, extra: dict[str, str], tree: Path) -> dict:
+def one(env: scenarios.Env, layout: str, extra: dict[str, str], tree: Path) -> dict:
+    """One run; `layout`: spread (200 ms receivers over their ports), one_port (all on one),
+    fast (the fast receivers instead: the writes' share, as in scenario 1)."""
     plan = env.plan
     env.clean()
-    env.db.add_endpoints(env.receivers.urls("slow", plan.s2_endpoints, one_port=one_port))
+    mode = "fast" if layout == "fast" else "slow"
+    urls = env.receivers.urls(mode, plan.s2_endpoints, one_port=layout == "one_port")
+    env.db.add_endpoints(urls)
     procs.ROOT = tree  # the worker.py and code of this tree (the database is shared)
     try:
         workers = env.start_workers(**extra, PYTHONPATH=str(tree))
@@ -108,7 +112,7 @@ def one(env: scenarios.Env, one_port: bool, extra: dict[str, str], tree: Path) -
         started = time.time()
         sent = ingest_many(env.web.url, plan.s2_events, threads=4)
         ingested = time.time()
-        done = env.receivers.wait_count("slow", n, 600)
+        done = env.receivers.wait_count(mode, n, 600)
         cpu = sum(procs.cpu_seconds(p) for p in pids) - cpu0
         if share is not None:
             share.stop()
@@ -117,7 +121,7 @@ def one(env: scenarios.Env, one_port: bool, extra: dict[str, str], tree: Path) -
             profiler.send_signal(2)  # py-spy writes its file on SIGINT
             profiler.wait(30)
         procs.stop_all(workers)
-    times = sorted(t for m, _p, _w, t in env.receivers.dump() if m == "slow")
+    times = sorted(t for m, _p, _w, t in env.receivers.dump() if m == mode)
     buckets = collections.Counter(int((t - started) * 10) for t in times)
     timeline = [buckets.get(i, 0) * 2 for i in range(max(buckets) + 1)]  # in flight ~ x2
     return {
@@ -154,7 +158,7 @@ def main() -> None:
         for r in range(rounds):
             for tree, name, layout, extra in cases:
                 with envs[name].db.app.app_context():  # both Databases are pushed
-                    result = one(envs[name], layout == "one_port", extra, tree)
+                    result = one(envs[name], layout, extra, tree)
                 print(
                     f"round {r + 1} {tree.name} {name} {layout} {extra}: {result['rate']:.0f}/s "
                     f"ingest {result['ingest_s']:.2f}s first receipt "

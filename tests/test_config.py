@@ -177,12 +177,24 @@ def test_an_explicit_lease_caps_every_attempt_at_half_of_it():
     assert settings.lease_duration == 30 and settings.longest_attempt == 15
 
 
-def test_delivery_threads_default_per_database_and_the_setting_wins():
-    # SQLite runs one worker process (one writer per file), so its one process gets the
-    # host's in-flight budget; PostgreSQL runs one process per core (issue 16).
+def test_delivery_threads_default_alike_on_both_databases_and_the_setting_wins():
+    # worker.py runs one process per core on either database (issue 16): 128 threads each.
     sqlite = production(DATABASE_URL="sqlite:////tmp/webhooks.db")
     postgres = production(DATABASE_URL="postgresql://u@db/webhooks")
-    assert load_settings(sqlite).worker_threads == 256
+    assert load_settings(sqlite).worker_threads == 128
     assert load_settings(postgres).worker_threads == 128
     assert load_settings({**sqlite, "WEBHOOK_WORKER_THREADS": "64"}).worker_threads == 64
     assert load_settings({**postgres, "WEBHOOK_WORKER_THREADS": "300"}).worker_threads == 300
+
+
+def test_worker_runs_one_process_per_core_on_either_database(monkeypatch):
+    import worker
+
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 3)
+    defaults = worker.parse_args([])
+    for url in ("sqlite:////tmp/webhooks.db", "postgresql://u@db/webhooks"):
+        settings = load_settings(production(DATABASE_URL=url))
+        assert worker.process_count(defaults, settings) == 3, url
+        chosen = load_settings(production(DATABASE_URL=url, WEBHOOK_WORKER_PROCESSES="2"))
+        assert worker.process_count(defaults, chosen) == 2, url
+        assert worker.process_count(worker.parse_args(["--processes", "1"]), chosen) == 1, url

@@ -363,19 +363,12 @@ def _read_encryption_keys(environ: Mapping[str, str], required: bool) -> tuple[s
 
 # Delivery threads per worker process when WEBHOOK_WORKER_THREADS is unset (issue 16). A
 # delivery mostly waits on its receiver, so the threads are what a host keeps in flight:
-# at 200 ms answers, threads / 0.2 s deliveries per second per process. PostgreSQL runs one
-# process per core (worker.py), SQLite one process (one writer per file), so SQLite gets the
-# host's whole budget in its one process. Threads do not hold database connections (the
-# pool is 10 + 10 per process, db_engine_options), so more threads do not count against
-# PostgreSQL's max_connections; an idle thread costs ~20 KiB of RSS (docs/decisions.md).
-WORKER_THREADS_SQLITE = 256
-WORKER_THREADS_POSTGRES = 128
-
-
-def default_worker_threads(database_url: str) -> int:
-    if database_url.startswith("sqlite"):
-        return WORKER_THREADS_SQLITE
-    return WORKER_THREADS_POSTGRES
+# at 200 ms answers, threads / 0.2 s deliveries per second per process, and worker.py runs
+# one process per core (2 x 128 = 256 in flight on 2 cores). Threads do not hold database
+# connections (the pool is 10 + 10 per process, db_engine_options), so more threads do not
+# count against PostgreSQL's max_connections; an idle thread costs ~20 KiB of RSS
+# (docs/decisions.md).
+WORKER_THREADS = 128
 
 
 def load_settings(environ: Mapping[str, str] | None = None, instance_path: str = "var") -> Settings:
@@ -419,9 +412,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str =
         sweep_interval=optional("WEBHOOK_SWEEP_INTERVAL", parse_positive_float, 30.0),
         allow_private_networks=allow_private,
         lease_seconds=optional("WEBHOOK_LEASE_SECONDS", parse_positive_float, 0.0),
-        worker_threads=optional(
-            "WEBHOOK_WORKER_THREADS", parse_positive_int, default_worker_threads(database_url)
-        ),
+        worker_threads=optional("WEBHOOK_WORKER_THREADS", parse_positive_int, WORKER_THREADS),
         worker_processes=optional("WEBHOOK_WORKER_PROCESSES", parse_positive_int, 0),
         per_endpoint_concurrency=optional("WEBHOOK_ENDPOINT_CONCURRENCY", parse_positive_int, 8),
         endpoint_burst=optional("WEBHOOK_ENDPOINT_BURST", parse_positive_int, 4),
