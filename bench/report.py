@@ -187,7 +187,7 @@ def s2_sqlite_and_one_port_rows(raw: dict, section: str) -> list[Row]:
     alternating rounds with s2_ours: the one-port ratio is the median of per-round ratios."""
     rows = []
     for key, name, target, floor in (
-        ("s2_sqlite", "ours on SQLite (one worker process)", ">= 600", 600.0),
+        ("s2_sqlite", "ours on SQLite (one worker process per core)", ">= 600", 600.0),
         ("s2_one_port", "ours, 100 endpoints on one host:port", "", None),
     ):
         s = stat(raw, key, "rate")
@@ -514,7 +514,7 @@ METHOD = """## How each figure is measured
    receiver's ports (`Receivers.urls("slow", 100, one_port=True)`: a partner platform with
    one URL per merchant); its ratio is the median of the per-round one-port / spread ratios.
    `s2_sqlite`: scenario 2 on a new SQLite file with a gunicorn of its own, `worker.py` at its
-   defaults there (one process, 256 threads); the file is emptied between rounds.
+   defaults there (one process per core, 128 threads each); the file is emptied between rounds.
    `python -m bench.s2_probe` runs the same cases (and other trees' code) alone, with the
    receipts per 0.1 s, `py-spy dump` and `py-spy record --gil` of the workers, and where the
    machine's CPU went by kind of process (`BENCH_PROBE_CPU=1`, `bench/cpu_share.py`).
