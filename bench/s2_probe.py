@@ -4,9 +4,9 @@ per 0.1 s (how many requests were in flight) and the worker's CPU per delivery:
     BENCH_DB_NAME=bench_fast PYTHONPATH=. .venv/bin/python -m bench.s2_probe \
         ROUNDS /tmp/old@pg:spread pg:spread sqlite:spread:WEBHOOK_WORKER_THREADS=256 ...
 
-Each case is [TREE@]DB:LAYOUT[:ENV=VALUE,...] (LAYOUT: spread, one_port or fast; TREE: another checkout, e.g. the old code;
-the pairs go to the worker); every round runs every case, so the cases share the machine's
-state of the moment. Options, in the environment:
+Each case is [TREE@]DB:LAYOUT[:ENV=VALUE,...] (LAYOUT: spread, one_port or fast; TREE:
+another checkout, e.g. the old code; the pairs go to the worker); every round runs every
+case, so the cases share the machine's state of the moment. Options, in the environment:
 - BENCH_PROBE_DUMP=1: `py-spy dump` of each worker process mid-run (at 1, 2 and 3 s, or at
   the seconds in BENCH_PROBE_DUMP_AT), threads counted by the function they wait in;
 - BENCH_PROBE_PROFILE=DIR: each worker process's collapsed stacks there (`py-spy record
