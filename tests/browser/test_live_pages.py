@@ -206,7 +206,9 @@ def test_a_poll_answered_after_load_more_leaves_its_new_rows_behind_the_control(
     db.session.commit()
     held[0].continue_()  # the server answers it now: the new row is in that answer
 
-    expect(page.get_by_role("button", name="1 new delivery: show")).to_be_visible(timeout=10_000)
+    control = page.get_by_role("button", name="1 new delivery: show")
+    expect(control).to_be_visible(timeout=10_000)
+    assert control.bounding_box()["height"] >= 20  # a whole button, not a squashed sliver
     assert page.locator("#delivery-rows tr[id^=delivery-]").count() == 60
     assert page.locator("#delivery-rows tr").first.get_by_text("Failed", exact=True).count() == 0
     assert_not_reloaded(page)
