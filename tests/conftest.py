@@ -154,6 +154,15 @@ def clean_database() -> None:
                 ),
                 {"tables": tables},
             )
+            # ... and the multivariate ones (CREATE STATISTICS, migration 0012).
+            db.session.execute(
+                text(
+                    "DELETE FROM pg_statistic_ext_data WHERE stxoid IN (SELECT oid FROM"
+                    " pg_statistic_ext WHERE stxrelid IN (SELECT oid FROM pg_class"
+                    " WHERE relname = ANY(:tables) AND relnamespace = 'public'::regnamespace))"
+                ),
+                {"tables": tables},
+            )
     else:
         for table in tables:
             db.session.execute(text(f"DELETE FROM {table}"))
