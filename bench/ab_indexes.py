@@ -7,10 +7,14 @@ database for it):
 
 "old" runs with the indexes dropped, "new" with them as the migrations made them. Without a
 list, the five that migration 0008 added to `deliveries` for the pages (each claim and each
-finish writes an entry in every index of the row; 0008 took them from 6 to 11)."""
+finish writes an entry in every index of the row; 0008 took them from 6 to 11).
+
+BENCH_AB_WHOLE=1: "old" has the listed partial indexes whole instead of dropped (their
+definitions without the WHERE): what migration 0013's partial indexes save."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from sqlalchemy import create_engine, inspect, text
@@ -44,11 +48,16 @@ def index_definitions(engine, names: tuple[str, ...]) -> dict[str, str]:
 def set_indexes(engine, definitions: dict[str, str], present: bool) -> None:
     with engine.begin() as conn:
         for name, definition in definitions.items():
-            if present:  # the previous variant may have been this one
-                definition = definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
-            conn.execute(text(definition if present else f"DROP INDEX IF EXISTS {name}"))
+            conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # the other variant's
+            if present:
+                conn.execute(text(definition))
     have = {i["name"] for i in inspect(engine).get_indexes("deliveries")}
     assert all((name in have) == present for name in definitions), have
+
+
+def whole(definitions: dict[str, str]) -> dict[str, str]:
+    """The same indexes without their WHERE (a partial index made whole)."""
+    return {name: sql.split(" WHERE ", 1)[0] for name, sql in definitions.items()}
 
 
 def main() -> None:
@@ -58,13 +67,17 @@ def main() -> None:
     env = make_env(scenarios.Plan.make(False))
     engine = create_engine(env.environ["DATABASE_URL"])
     definitions = index_definitions(engine, names)
+    as_before = whole(definitions) if os.environ.get("BENCH_AB_WHOLE") == "1" else None
     print(f"indexes under test: {', '.join(definitions)}", flush=True)
     results: dict[str, dict[str, list[dict]]] = {"old": {}, "new": {}}
     try:
         for round_ in range(rounds):
             order = ["old", "new"] if round_ % 2 == 0 else ["new", "old"]
             for variant in order:
-                set_indexes(engine, definitions, present=variant == "new")
+                if variant == "old" and as_before is not None:
+                    set_indexes(engine, as_before, present=True)
+                else:
+                    set_indexes(engine, definitions, present=variant == "new")
                 run_scenarios(env, only, results[variant], f"round {round_ + 1} {variant}")
     finally:
         set_indexes(engine, definitions, present=True)
@@ -73,7 +86,10 @@ def main() -> None:
         env.db.close()
         env.redis.stop()
         env.receivers.stop()
-    print("old = without the indexes, new = with them")
+    if as_before is not None:
+        print("old = the indexes whole, new = partial, as migrated")
+    else:
+        print("old = without the indexes, new = with them")
     report(results, only)
 
 

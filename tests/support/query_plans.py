@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
+from psycopg import sql as psycopg_sql
 from sqlalchemy import event
 
 from webhook_admin.extensions import db
@@ -110,3 +112,35 @@ def thrown_away(statement: str, parameters, most: int) -> list[str]:
         if growing and (removed > most or node["Node Type"] == "Seq Scan"):
             found.append(f"{node['Node Type']} on {node['Relation Name']}: {removed:.0f}")
     return found
+
+
+def postgres_generic_plan(statement: str, parameters: dict) -> list[str]:
+    """PostgreSQL's generic plan of a statement: the one a prepared statement may keep after
+    its first five executions (psycopg prepares a statement run five times on a connection),
+    made without the parameters' values. PREPAREd under plan_cache_mode force_generic_plan,
+    then EXPLAIN EXECUTE with the values."""
+    names: list[str] = []
+
+    def placeholder(match: re.Match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    numbered = re.sub(r"%\((\w+)\)s", placeholder, statement).replace("%%", "%")
+    name = f"generic_plan_{uuid.uuid4().hex}"  # a prepared statement outlives a rollback
+    with db.engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            cursor.execute(f"PREPARE {name} AS {numbered}")
+            # EXECUTE takes no bound parameters: the values go in as SQL literals.
+            values = psycopg_sql.SQL(", ").join(psycopg_sql.Literal(parameters[n]) for n in names)
+            arguments = psycopg_sql.SQL("({})").format(values) if names else psycopg_sql.SQL("")
+            cursor.execute(psycopg_sql.SQL(f"EXPLAIN EXECUTE {name}") + arguments)
+            return [row[0] for row in cursor.fetchall()]
+        finally:
+            connection.connection.rollback()
+            cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [name])
+            if cursor.fetchone():
+                cursor.execute(f"DEALLOCATE {name}")
+            cursor.close()

@@ -30,6 +30,7 @@ from tests.delivery.test_hot_plans import HISTORY, add_history, insert_events
 from tests.support.query_plans import (
     GROWING,
     Statements,
+    postgres_generic_plan,
     postgres_plan_nodes,
     sqlite_searches,
     thrown_away,
@@ -467,3 +468,31 @@ def test_the_endpoint_figures_read_the_endpoints_day_by_index(app, viewer, add_e
         if (lines := read_from_the_table(sql, params))
     }
     assert not bad, "\n".join(f"{key}: {lines}" for key, lines in bad.items())
+
+
+PARTIAL_INDEX_FILTERS = {
+    "/deliveries?status_class=5xx": "ix_deliveries_status_class_id",
+    "/deliveries?error_class=timeout": "ix_deliveries_error_id",
+}
+
+
+@pytest.mark.parametrize("url", list(PARTIAL_INDEX_FILTERS))
+def test_the_error_and_answer_filters_use_their_partial_index_in_a_generic_plan(
+    app, viewer, add_endpoint, url
+):
+    """On PostgreSQL these two indexes hold only the deliveries with an error or an answer
+    (migration 0013: WHERE ... IS NOT NULL). The filter's `=` on the column implies that for
+    any value (PostgreSQL proves it for a strict operator), so even a prepared statement's
+    generic plan, made without the parameter's value, reads the partial index. On SQLite
+    the indexes are whole."""
+    endpoint = add_endpoint("http://127.0.0.1:9/hook")
+    add_old_history(endpoint.id, HISTORY)
+    add_recent(endpoint.id)
+    (statements,) = page_statements(viewer, [url]).values()
+    index = PARTIAL_INDEX_FILTERS[url]
+    if db.engine.dialect.name == "sqlite":
+        plans = [sqlite_searches(sql, params) for sql, params in statements]
+    else:
+        plans = [postgres_generic_plan(sql, params) for sql, params in statements]
+    # The newest 50 and the bounded count both read it.
+    assert sum(any(index in line for line in plan) for plan in plans) >= 2, plans

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, case, cast, func, insert, literal, or_, select
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Event, Trigger
-from ..services.delivery_state import endpoint_is_live
+from ..services.delivery_state import endpoint_is_live, status_in
 from ..services.sensitive import ERASED
 
 log = logging.getLogger(__name__)
@@ -377,7 +377,7 @@ def expired_leases(now: datetime, limit: int = 500) -> list[ExpiredLease]:
         for row in db.session.execute(
             select(*(deliveries.c[name] for name in ExpiredLease._fields))
             .where(
-                deliveries.c.status == DeliveryStatus.IN_FLIGHT,
+                status_in(deliveries.c.status, (DeliveryStatus.IN_FLIGHT,)),  # the partial index
                 deliveries.c.lease_expires_at < now,
             )
             .limit(limit)
@@ -442,7 +442,7 @@ def due_deliveries(older_than: datetime, limit: int) -> list[tuple[int, int]]:
         for row in db.session.execute(
             select(Delivery.id, Delivery.attempts_count)
             .where(
-                Delivery.status.in_(DeliveryStatus.WAITING),
+                status_in(Delivery.status, DeliveryStatus.WAITING),  # the partial index
                 Delivery.next_attempt_at <= older_than,
                 _ENDPOINT_IS_LIVE,
             )

@@ -25,7 +25,7 @@ from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass
 from ..queues import QUEUE_KINDS, RETRY, get_redis, queue_name
 from ..worker_presence import last_run_key, list_workers
-from .delivery_state import endpoint_is_live
+from .delivery_state import endpoint_is_live, status_in
 
 log = logging.getLogger(__name__)
 # Attempt latency buckets, seconds (the delivery timeout defaults to 15 s).
@@ -114,7 +114,7 @@ def oldest_due_seconds() -> float:
     now = utcnow()
     oldest = db.session.scalar(
         select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.status.in_(DeliveryStatus.WAITING),
+            status_in(Delivery.status, DeliveryStatus.WAITING),  # the partial index
             Delivery.next_attempt_at <= now,
             endpoint_is_live(Delivery.endpoint_id),
         )
