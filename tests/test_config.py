@@ -178,11 +178,11 @@ def test_an_explicit_lease_caps_every_attempt_at_half_of_it():
 
 
 def test_delivery_threads_default_alike_on_both_databases_and_the_setting_wins():
-    # worker.py runs one process per core on either database (issue 16): 128 threads each.
+    # worker.py runs one process per core on either database (issue 16): 256 threads each.
     sqlite = production(DATABASE_URL="sqlite:////tmp/webhooks.db")
     postgres = production(DATABASE_URL="postgresql://u@db/webhooks")
-    assert load_settings(sqlite).worker_threads == 128
-    assert load_settings(postgres).worker_threads == 128
+    assert load_settings(sqlite).worker_threads == 256
+    assert load_settings(postgres).worker_threads == 256
     assert load_settings({**sqlite, "WEBHOOK_WORKER_THREADS": "64"}).worker_threads == 64
     assert load_settings({**postgres, "WEBHOOK_WORKER_THREADS": "300"}).worker_threads == 300
 

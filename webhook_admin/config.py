@@ -178,7 +178,7 @@ class Settings:
     sweep_interval: float = 30.0
     allow_private_networks: bool = False
     lease_seconds: float = 0.0  # 0 means: twice the longest attempt (lease_duration)
-    worker_threads: int = 128
+    worker_threads: int = 256
     worker_processes: int = 0  # 0: one per CPU core
     per_endpoint_concurrency: int = 8
     endpoint_burst: int = 4  # times the cap, on idle threads (endpoint_gate.py)
@@ -364,11 +364,12 @@ def _read_encryption_keys(environ: Mapping[str, str], required: bool) -> tuple[s
 # Delivery threads per worker process when WEBHOOK_WORKER_THREADS is unset (issue 16). A
 # delivery mostly waits on its receiver, so the threads are what a host keeps in flight:
 # at 200 ms answers, threads / 0.2 s deliveries per second per process, and worker.py runs
-# one process per core (2 x 128 = 256 in flight on 2 cores). Threads do not hold database
-# connections (the pool is 10 + 10 per process, db_engine_options), so more threads do not
-# count against PostgreSQL's max_connections; an idle thread costs ~20 KiB of RSS
-# (docs/decisions.md).
-WORKER_THREADS = 128
+# one process per core (2 x 256 = 512 in flight on 2 cores). 128 were the limit on a host
+# that had CPU left: scenario 2 ran 1.07-1.45x faster with 256 (docs/decisions.md, session
+# 14). Threads do not hold database connections (the pool is 10 + 10 per process,
+# db_engine_options), so more threads do not count against PostgreSQL's max_connections; an
+# idle thread costs ~20 KiB of RSS.
+WORKER_THREADS = 256
 
 
 def load_settings(environ: Mapping[str, str] | None = None, instance_path: str = "var") -> Settings:
