@@ -74,10 +74,14 @@ def postgres_plan_nodes(statement: str, parameters) -> list[dict]:
     return nodes
 
 
-def scans_of_growing_tables(statement: str, parameters) -> list[str]:
-    """The plan lines that read a whole history table (EXPLAIN, without running it)."""
+def scans_of_growing_tables(statement: str, parameters, prefer_indexes: bool = False) -> list[str]:
+    """The plan lines that read a whole history table (EXPLAIN, without running it).
+    `prefer_indexes`: on PostgreSQL, with sequential scans off (a small table read whole can
+    be the cheaper plan; this asks whether an index serves the statement at all)."""
     with db.engine.connect() as connection:
         cursor = connection.connection.cursor()
+        if prefer_indexes and connection.dialect.name == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
         if connection.dialect.name == "sqlite":
             cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
             lines = [row[3] for row in cursor.fetchall()]
