@@ -96,7 +96,7 @@ def build_rows(raw: dict, plan) -> list[Row]:
     add(s2, "ours ingest-to-receipt p50", "ms", "s2_ours", "p50")
     add(
         s2,
-        "ours, WEBHOOK_WORKER_THREADS=64 (1 run; the default is 256)",
+        "ours, WEBHOOK_WORKER_THREADS=64 (1 run; the default: see the header)",
         "deliv/s",
         "s2_ours_64_threads",
         "rate",
@@ -514,7 +514,8 @@ METHOD = """## How each figure is measured
    receiver's ports (`Receivers.urls("slow", 100, one_port=True)`: a partner platform with
    one URL per merchant); its ratio is the median of the per-round one-port / spread ratios.
    `s2_sqlite`: scenario 2 on a new SQLite file with a gunicorn of its own, `worker.py` at its
-   defaults there (one process per core, 256 threads each); the file is emptied between rounds.
+   defaults there (one process per core, the threads in the header); the file is emptied
+   between rounds.
    `python -m bench.s2_probe` runs the same cases (and other trees' code) alone, with the
    receipts per 0.1 s, `py-spy dump` and `py-spy record --gil` of the workers, and where the
    machine's CPU went by kind of process (`BENCH_PROBE_CPU=1`, `bench/cpu_share.py`).
