@@ -147,22 +147,17 @@ def clean_database() -> None:
         # after its inserts): they would plan this test's statements (a "no statistics" plan
         # check failed in a full run only). Deleting them needs a superuser, as in CI.
         if db.session.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")):
-            db.session.execute(
-                text(
-                    "DELETE FROM pg_statistic WHERE starelid IN (SELECT oid FROM pg_class"
-                    " WHERE relname = ANY(:tables) AND relnamespace = 'public'::regnamespace)"
-                ),
-                {"tables": tables},
+            relations = (
+                "SELECT oid FROM pg_class WHERE relname = ANY(:tables)"
+                " AND relnamespace = 'public'::regnamespace"
             )
             # ... and the multivariate ones (CREATE STATISTICS, migration 0012).
-            db.session.execute(
-                text(
-                    "DELETE FROM pg_statistic_ext_data WHERE stxoid IN (SELECT oid FROM"
-                    " pg_statistic_ext WHERE stxrelid IN (SELECT oid FROM pg_class"
-                    " WHERE relname = ANY(:tables) AND relnamespace = 'public'::regnamespace))"
-                ),
-                {"tables": tables},
-            )
+            for statement in (
+                f"DELETE FROM pg_statistic WHERE starelid IN ({relations})",
+                "DELETE FROM pg_statistic_ext_data WHERE stxoid IN"
+                f" (SELECT oid FROM pg_statistic_ext WHERE stxrelid IN ({relations}))",
+            ):
+                db.session.execute(text(statement), {"tables": tables})
     else:
         for table in tables:
             db.session.execute(text(f"DELETE FROM {table}"))

@@ -45,13 +45,13 @@ class DeliveryStatus:
     FINAL = (SUCCEEDED, FAILED, CANCELLED, EXPIRED)
 
 
-# The rows of the sweeper's two indexes on PostgreSQL (migration 0013): only the deliveries
-# it looks for, so that a claim and a finish, which move a delivery out of them, write no
-# entry there. A statement that should use one states its predicate as literals
-# (services/delivery_state.py: status_in), since a prepared statement's generic plan knows
-# no parameter's value and could not prove that its rows are the index's.
-WAITING_ROWS = "status IN ('pending', 'retrying')"
-IN_FLIGHT_ROWS = "status = 'in_flight'"
+def rows_in(statuses: tuple[str, ...]) -> str:
+    """`status IN ('a', 'b')`: the WHERE of a partial index on PostgreSQL (migration 0013)
+    that holds only the deliveries in those statuses, so that a claim and a finish, which
+    move a delivery out of them, write no entry there. A statement that should use one
+    states the same literals (services/delivery_state.py: status_in), since a prepared
+    statement's generic plan knows no parameter's value."""
+    return f"status IN ({', '.join(repr(status) for status in statuses)})"
 
 
 class Trigger:
@@ -123,13 +123,13 @@ class Delivery(db.Model):
             "ix_deliveries_due",
             "status",
             "next_attempt_at",
-            postgresql_where=text(WAITING_ROWS),
+            postgresql_where=text(rows_in(DeliveryStatus.WAITING)),
         ),
         Index(
             "ix_deliveries_lease",
             "status",
             "lease_expires_at",
-            postgresql_where=text(IN_FLIGHT_ROWS),
+            postgresql_where=text(rows_in((DeliveryStatus.IN_FLIGHT,))),
         ),
         # The monitor and endpoint pages: newest first, per endpoint.
         Index("ix_deliveries_endpoint_id", "endpoint_id", "id"),
