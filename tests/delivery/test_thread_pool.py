@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from webhook_admin.delivery.thread_pool import DeliveryPool, WaitOnDeliveryThread
+from webhook_admin.delivery.thread_pool import DeliveryPool, PoolClosed, WaitOnDeliveryThread
 
 
 def run_on_pool(pool: DeliveryPool, work) -> object:
@@ -95,3 +95,45 @@ def test_every_thread_is_started_when_the_pool_is_built():
         assert len(set(entered)) == 12  # each ran its initializer before any work came
     finally:
         pool.shutdown()
+
+
+def test_work_that_raises_is_logged_and_its_thread_serves_on(caplog):
+    # No Future holds the error (the pool is not an executor): unlogged, it would be lost.
+    pool = DeliveryPool(1)
+    ran_on = []
+    try:
+        pool.start_when_free(lambda: (ran_on.append(threading.get_ident()), 1 / 0))
+        assert run_on_pool(pool, threading.get_ident) == ran_on[0]  # the same, live thread
+    finally:
+        pool.shutdown()
+    crashes = [r for r in caplog.records if r.name == "webhook_admin.delivery.thread_pool"]
+    assert len(crashes) == 1 and crashes[0].exc_info[0] is ZeroDivisionError
+
+
+def test_a_pool_whose_thread_could_not_start_refuses_work_and_keeps_its_slots(caplog):
+    calls = []
+
+    def initializer():
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("no app context")
+
+    pool = DeliveryPool(3, initializer=initializer)
+    try:
+        with pytest.raises(PoolClosed, match="could not start"):
+            pool.start_when_free(lambda: None)
+        assert "could not start" in caplog.text
+    finally:
+        pool.shutdown()
+    assert pool.reserve(3) == 3
+
+
+def test_shutdown_finishes_the_work_already_started():
+    pool = DeliveryPool(2)
+    done = []
+    gate = threading.Event()
+    for n in range(2):
+        pool.start_when_free(lambda n=n: (gate.wait(10), done.append(n)))
+    threading.Timer(0.2, gate.set).start()  # the work is still waiting when shutdown is called
+    pool.shutdown()
+    assert sorted(done) == [0, 1]

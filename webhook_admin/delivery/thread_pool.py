@@ -10,65 +10,85 @@ a delivery thread has `start_if_free`, which never waits, and runs the rest itse
 
 Every slot is given back by the pool itself when the work run in it returns (or raises).
 
-All the threads are started when the pool is built (`prestart`), before the worker takes
-work: `ThreadPoolExecutor` starts one per submit otherwise, so the first burst after a
-worker starts (the whole of a benchmark's window, or a backlog after a deploy) paid a
-thread start and its app context per delivery, on the dispatcher's thread, while the GIL
-was busiest (issue 16: `py-spy dump` 1-2 s into scenario 2 showed the dispatcher in
-`Thread.start` and half the pool not yet there)."""
+All the threads are started when the pool is built, before the worker takes work: started
+on demand, the first burst after a worker starts (the whole of a benchmark's window, or a
+backlog after a deploy) paid a thread start and its app context per delivery, on the
+dispatcher's thread, while the GIL was busiest (issue 16: `py-spy dump` 1-2 s into scenario 2
+showed the dispatcher in `Thread.start` and half the pool not yet there).
+
+The threads are our own, fed by one `queue.SimpleQueue`, not a `ThreadPoolExecutor`: every
+start here goes into a slot the caller already holds, so a free thread is always waiting
+and nothing needs the executor's idle-thread accounting or a `Future` per delivery (the
+executor's `submit` was ~8 % of the worker's CPU in scenario 2, issue 16, session 16). Work
+that raises is logged here: nobody reads a result."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger(__name__)
 
 
 class WaitOnDeliveryThread(RuntimeError):
     """A delivery thread asked to wait for a free thread: it could wait on itself."""
 
 
+class PoolClosed(RuntimeError):
+    """Work was started after `shutdown`, or on a pool whose threads could not start."""
+
+
 class DeliveryPool:
-    def __init__(
-        self,
-        threads: int,
-        initializer: Callable[[], None] | None = None,
-        prestart: bool = True,
-    ):
+    def __init__(self, threads: int, initializer: Callable[[], None] | None = None):
         self.threads = threads
         self._slots = threading.BoundedSemaphore(threads)
         self._local = threading.local()
-
-        def enter_delivery_thread() -> None:
-            self._local.delivery_thread = True
-            if initializer is not None:
-                initializer()
-
-        self._executor = ThreadPoolExecutor(
-            threads, thread_name_prefix="delivery", initializer=enter_delivery_thread
-        )
-        if prestart:
-            self._start_every_thread()
-
-    def _start_every_thread(self) -> None:
-        """Start all `threads` threads now: each submit below finds no idle thread (they all
-        wait at the barrier), so the executor starts a new one for each."""
-        everyone = threading.Barrier(self.threads + 1, timeout=60)
-        for _ in range(self.threads):
-            self._executor.submit(everyone.wait)
-        # A thread that does not get there (its initializer failed: the executor is broken
-        # and says so at the first submit) breaks the barrier: nothing waits on it any more.
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed: str | None = None  # why nothing more may start, once it may not
+        self._initializer = initializer
+        self._threads = [
+            threading.Thread(target=self._serve, args=(n,), name=f"delivery_{n}", daemon=True)
+            for n in range(threads)
+        ]
+        # Every thread runs its initializer, then meets the others here before any work.
+        self._everyone = threading.Barrier(threads + 1, timeout=60)
+        for thread in self._threads:
+            thread.start()
+        # A thread whose initializer failed breaks the barrier: nothing waits on it any more,
+        # and the pool refuses work from then on (`start_reserved` raises PoolClosed).
         with contextlib.suppress(threading.BrokenBarrierError):
-            everyone.wait()
+            self._everyone.wait()
+
+    def _serve(self, number: int) -> None:
+        self._local.delivery_thread = True
+        try:
+            if self._initializer is not None:
+                self._initializer()
+        except BaseException:
+            log.exception("delivery thread %d could not start; the pool takes no work", number)
+            self._closed = "a delivery thread could not start (see the log)"
+            self._everyone.abort()
+            return
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._everyone.wait()
+        while (item := self._work.get()) is not None:
+            work, args = item
+            try:
+                work(*args)
+            except Exception:  # the thread lives on; the work's own code records its outcome
+                log.exception("delivery work %s raised", getattr(work, "__qualname__", work))
+            finally:
+                self._slots.release()
 
     def started_threads(self) -> int:
-        """Threads the executor has started (for the tests)."""
-        return len(self._executor._threads)
+        """Threads alive and serving (for the tests)."""
+        return sum(thread.is_alive() for thread in self._threads)
 
     def on_delivery_thread(self) -> bool:
         return getattr(self._local, "delivery_thread", False)
-
     def _refuse_to_wait_here(self) -> None:
         if getattr(self._local, "delivery_thread", False):
             raise WaitOnDeliveryThread(
@@ -105,25 +125,23 @@ class DeliveryPool:
         return True
 
     def start_reserved(self, work: Callable, *args) -> None:
-        """Run `work(*args)` in a slot the caller holds (reserved). Shutting down, the slot
-        is given back and the executor's RuntimeError raised."""
-        try:
-            self._executor.submit(self._in_slot, work, args)
-        except RuntimeError:
+        """Run `work(*args)` in a slot the caller holds (reserved). On a closed pool the
+        slot is given back and PoolClosed raised."""
+        if self._closed is not None:
             self._slots.release()
-            raise
+            raise PoolClosed(self._closed)
+        self._work.put((work, args))
 
     def unreserve(self, count: int = 1) -> None:
         """Give back reserved slots that were not used."""
         for _ in range(count):
             self._slots.release()
 
-    def _in_slot(self, work: Callable, args: tuple) -> None:
-        try:
-            work(*args)
-        finally:
-            self._slots.release()
-
     def shutdown(self) -> None:
         """Wait for the work started to finish; start nothing more."""
-        self._executor.shutdown(wait=True)
+        if self._closed is None:
+            self._closed = "the pool is shut down"
+        for _ in self._threads:
+            self._work.put(None)  # after all the work already queued: it still runs
+        for thread in self._threads:
+            thread.join()
