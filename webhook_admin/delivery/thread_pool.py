@@ -89,6 +89,7 @@ class DeliveryPool:
 
     def on_delivery_thread(self) -> bool:
         return getattr(self._local, "delivery_thread", False)
+
     def _refuse_to_wait_here(self) -> None:
         if getattr(self._local, "delivery_thread", False):
             raise WaitOnDeliveryThread(
