@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, case, cast, func, insert, literal, or_, select
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Event, Trigger
+from ..models.id_lists import id_in
 from ..services.delivery_state import endpoint_is_live, status_in
 from ..services.sensitive import ERASED
 
@@ -133,7 +134,7 @@ def _claim(which):
 
 
 CLAIM = _claim(deliveries.c.id == bindparam("delivery_id"))
-CLAIM_MANY = _claim(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+CLAIM_MANY = _claim(id_in(deliveries.c.id, "ids"))
 
 
 def _claim_params(lease_seconds: float) -> dict:
@@ -322,7 +323,7 @@ LAST_RECORDED_SUCCESS_STATUS = (
 SETTLE_ACKNOWLEDGED = (
     update(deliveries)
     .where(
-        deliveries.c.id.in_(bindparam("a_ids", expanding=True)),
+        id_in(deliveries.c.id, "a_ids"),
         or_(*(deliveries.c.status == s for s in (DeliveryStatus.RETRYING, DeliveryStatus.FAILED))),
         HAS_RECORDED_SUCCESS,
     )
