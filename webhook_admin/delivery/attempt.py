@@ -7,14 +7,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
 from ..models import Delivery, ErrorClass
-from ..models.id_lists import id_in
 from ..services.operational_events import announce_exhausted
 from ..services.sensitive import mask_text
 from ..write_lock import serialized_writes
@@ -90,7 +89,7 @@ def endpoint_of(delivery_id: int) -> int | None:
 
 deliveries = Delivery.__table__
 ENDPOINTS_OF = select(deliveries.c.id, deliveries.c.endpoint_id).where(
-    id_in(deliveries.c.id, "ids")
+    deliveries.c.id.in_(bindparam("ids", expanding=True))
 )
 
 

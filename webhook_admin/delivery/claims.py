@@ -18,7 +18,6 @@ from sqlalchemy import bindparam, case, cast, func, insert, literal, or_, select
 from ..clock import utcnow
 from ..extensions import db
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, ErrorClass, Event, Trigger
-from ..models.id_lists import id_in
 from ..services.delivery_state import endpoint_is_live, status_in
 from ..services.sensitive import ERASED
 
@@ -134,7 +133,7 @@ def _claim(which):
 
 
 CLAIM = _claim(deliveries.c.id == bindparam("delivery_id"))
-CLAIM_MANY = _claim(id_in(deliveries.c.id, "ids"))
+CLAIM_MANY = _claim(deliveries.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _claim_params(lease_seconds: float) -> dict:
@@ -323,7 +322,7 @@ LAST_RECORDED_SUCCESS_STATUS = (
 SETTLE_ACKNOWLEDGED = (
     update(deliveries)
     .where(
-        id_in(deliveries.c.id, "a_ids"),
+        deliveries.c.id.in_(bindparam("a_ids", expanding=True)),
         or_(*(deliveries.c.status == s for s in (DeliveryStatus.RETRYING, DeliveryStatus.FAILED))),
         HAS_RECORDED_SUCCESS,
     )

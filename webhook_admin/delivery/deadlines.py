@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 
 from ..models import Delivery, DeliveryStatus, Event, Trigger
-from ..models.id_lists import id_in
 from .claims import Outcome
 
 deliveries = Delivery.__table__
@@ -36,7 +35,7 @@ def apply_deadline(outcome: Outcome, deadline: datetime | None, at: datetime) ->
 
 
 DEADLINES = select(events.c.id, events.c.expires_at).where(
-    id_in(events.c.id, "ids"), events.c.expires_at.is_not(None)
+    events.c.id.in_(bindparam("ids", expanding=True)), events.c.expires_at.is_not(None)
 )
 
 

@@ -11,7 +11,6 @@ from ..clock import utcnow
 from ..extensions import db
 from ..models import DISABLED_AUTO, DISABLED_GONE, AuditEntry, Endpoint
 from ..models.endpoint import HEALTH_ONLY
-from ..models.id_lists import id_in
 from . import operational_events
 
 log = logging.getLogger(__name__)
@@ -97,7 +96,7 @@ _HEALTH_OF = select(
     _endpoints.c.failing_since,
     _endpoints.c.last_attempt_at,
     _endpoints.c.last_attempt_status,
-).where(id_in(_endpoints.c.id, "ids"))
+).where(_endpoints.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def current_health(endpoint_ids) -> dict:
