@@ -48,6 +48,7 @@ class DeliveryPool:
         self._local = threading.local()
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._closed: str | None = None  # why nothing more may start, once it may not
+        self._closing = threading.Lock()
         self._initializer = initializer
         self._threads = [
             threading.Thread(target=self._serve, args=(n,), name=f"delivery_{n}", daemon=True)
@@ -128,10 +129,12 @@ class DeliveryPool:
     def start_reserved(self, work: Callable, *args) -> None:
         """Run `work(*args)` in a slot the caller holds (reserved). On a closed pool the
         slot is given back and PoolClosed raised."""
-        if self._closed is not None:
-            self._slots.release()
-            raise PoolClosed(self._closed)
-        self._work.put((work, args))
+        with self._closing:  # never behind shutdown's end-of-work marks, where nothing runs it
+            if self._closed is None:
+                self._work.put((work, args))
+                return
+        self._slots.release()
+        raise PoolClosed(self._closed)
 
     def unreserve(self, count: int = 1) -> None:
         """Give back reserved slots that were not used."""
@@ -140,9 +143,10 @@ class DeliveryPool:
 
     def shutdown(self) -> None:
         """Wait for the work started to finish; start nothing more."""
-        if self._closed is None:
-            self._closed = "the pool is shut down"
-        for _ in self._threads:
-            self._work.put(None)  # after all the work already queued: it still runs
+        with self._closing:
+            if self._closed is None:
+                self._closed = "the pool is shut down"
+            for _ in self._threads:
+                self._work.put(None)  # after all the work already queued: it still runs
         for thread in self._threads:
             thread.join()
