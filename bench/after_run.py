@@ -1,7 +1,7 @@
-"""Scenario 2 on SQLite, fresh database against one that already ran (issue 16), in
-alternating rounds of one run:
+"""Scenario 2 on SQLite (or PostgreSQL), a fresh database against one that already ran
+(issue 16), in alternating rounds of one run:
 
-    PYTHONPATH=. .venv/bin/python -m bench.after_run [ROUNDS] [TREE ...]
+    PYTHONPATH=. .venv/bin/python -m bench.after_run [ROUNDS] [--postgresql] [TREE ...]
 
 - fresh: a new database file, then scenario 2 (100 endpoints answering in 200 ms, 40 events
   each) with `worker.py` at its defaults;
@@ -11,7 +11,12 @@ alternating rounds of one run:
 
 With several TREEs (checkouts with `.venv` symlinked, e.g. `git worktree add /tmp/old main`),
 each round runs fresh and after for every tree, so old and new code share the machine's state
-of the moment. Prints each run and the after/fresh ratio per round and tree."""
+of the moment. Prints each run and the after/fresh ratio per round and tree.
+
+With --postgresql each run has its own database on the bench's server, and each scenario 2
+prints what PostgreSQL did in its window (checkpoints, autovacuum and autoanalyze runs of
+that database, WAL written, blocks read, dead tuples): session 16 ruled out checkpoints and
+autovacuum as the cause of the after case's slower rounds with it (bench/findings.md)."""
 
 from __future__ import annotations
 
@@ -76,8 +81,45 @@ def earlier_run(env: scenarios.Env) -> None:
         procs.stop_all(workers)
 
 
+def postgres_counters(url: str) -> dict[str, float]:
+    """What the server and the database `url` have done so far (cumulative counters)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        checkpoints, wal = conn.execute(
+            "SELECT checkpoints_timed + checkpoints_req,"
+            " pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') FROM pg_stat_bgwriter"
+        ).fetchone()
+        (reads,) = conn.execute(
+            "SELECT blks_read FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        vacuums, analyzes, dead = conn.execute(
+            "SELECT coalesce(sum(autovacuum_count), 0), coalesce(sum(autoanalyze_count), 0),"
+            " coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables"
+        ).fetchone()
+    return {
+        "checkpoints": checkpoints,
+        "wal_mb": float(wal) / 1e6,
+        "blocks_read": reads,
+        "autovacuums": vacuums,
+        "autoanalyzes": analyzes,
+        "dead_tuples": dead,
+    }
+
+
 def scenario_2(env: scenarios.Env) -> dict:
     """scenarios.s23_ours without its clean(): the earlier run's rows stay."""
+    url = env.environ["DATABASE_URL"]
+    before = postgres_counters(url) if url.startswith("postgresql") else None
+    result = _scenario_2(env)
+    if before is not None:
+        after = postgres_counters(url)
+        window = ", ".join(f"{k} {float(after[k] - before[k]):.1f}" for k in before)
+        print(f"  scenario 2 at {result['rate']:.0f}/s; in its window: {window}", flush=True)
+    return result
+
+
+def _scenario_2(env: scenarios.Env) -> dict:
     plan = env.plan
     redis.Redis.from_url(env.redis.url(0)).flushdb()
     env.receivers.reset()
@@ -112,8 +154,11 @@ def one(kind: str, tree: Path, receivers, redis_server, plan, backend: str = "sq
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    trees = [Path(t).resolve() for t in sys.argv[2:]] or [procs.ROOT]
+    args = sys.argv[1:]
+    backend = "postgresql" if "--postgresql" in args else "sqlite"
+    args = [a for a in args if a != "--postgresql"]
+    rounds = int(args[0]) if args else 3
+    trees = [Path(t).resolve() for t in args[1:]] or [procs.ROOT]
     plan = scenarios.Plan.make(False)
     receivers = procs.Receivers(fast=4, slow=8)
     redis_server = procs.RedisServer()
@@ -122,7 +167,7 @@ def main() -> None:
         for round_ in range(rounds):
             for tree in trees:
                 order = ("fresh", "after") if round_ % 2 == 0 else ("after", "fresh")
-                rates = {k: one(k, tree, receivers, redis_server, plan) for k in order}
+                rates = {k: one(k, tree, receivers, redis_server, plan, backend) for k in order}
                 ratio = rates["after"] / rates["fresh"]
                 ratios[tree].append(ratio)
                 print(
