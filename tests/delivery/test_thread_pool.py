@@ -137,3 +137,28 @@ def test_shutdown_finishes_the_work_already_started():
     threading.Timer(0.2, gate.set).start()  # the work is still waiting when shutdown is called
     pool.shutdown()
     assert sorted(done) == [0, 1]
+
+
+def keep_starting(pool: DeliveryPool, ran: list, accepted: list, stop: threading.Event) -> None:
+    """Start work on `pool` whenever a thread is free, until stopped or refused."""
+    while not stop.is_set():
+        try:
+            if pool.start_if_free(ran.append, 1):
+                accepted.append(1)
+        except PoolClosed:
+            return
+
+
+def test_work_started_while_the_pool_shuts_down_either_runs_or_is_refused():
+    # Queued behind shutdown's end marks, a start would be accepted and never run: its slot
+    # and its delivery's claim would be stranded (the claim until its lease expired).
+    for _ in range(50):
+        pool = DeliveryPool(2)
+        ran, accepted, stop = [], [], threading.Event()
+        starter = threading.Thread(target=keep_starting, args=(pool, ran, accepted, stop))
+        starter.start()
+        pool.shutdown()
+        stop.set()
+        starter.join()
+        assert len(ran) == len(accepted)
+        assert pool.reserve(2) == 2  # every slot came back

@@ -70,7 +70,8 @@ class DeliveryPool:
                 self._initializer()
         except BaseException:
             log.exception("delivery thread %d could not start; the pool takes no work", number)
-            self._closed = "a delivery thread could not start (see the log)"
+            with self._closing:
+                self._closed = "a delivery thread could not start (see the log)"
             self._everyone.abort()
             return
         with contextlib.suppress(threading.BrokenBarrierError):
