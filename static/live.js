@@ -66,7 +66,8 @@
     feed.liveShow = null;
     if (feed.liveMode === "count") params.count = "1";
     else if (feed.liveMode === "newest") params.newest = "1";
-    else if (have.length) params.have = have.slice(0, 200).join(",");
+    // Rows shown but not yet behind the cursor: not sent again, and not counted as "N new".
+    if (feed.liveMode !== "newest" && have.length) params.have = have.slice(0, 200).join(",");
   }
   function showNew(feed, rows) {
     var tbody = feedBody(feed);

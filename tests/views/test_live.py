@@ -134,6 +134,22 @@ def test_feed_while_waiting_answers_how_many_and_keeps_its_cursor(viewer, endpoi
     assert filtered.headers["X-Live-New"] == "2"
 
 
+def test_feed_while_waiting_does_not_count_rows_the_page_already_shows(viewer, endpoint):
+    # Shown at the top a moment ago, so the cursor still waits behind them; then the operator
+    # scrolled down and one more came. "1 new", not "3 new": the page lists what it has.
+    old = make_delivery(endpoint, "succeeded", n=1).id
+    shown = [make_delivery(endpoint, "failed", n=10 + n).id for n in range(2)]
+    arrived = make_delivery(endpoint, "succeeded", n=20).id
+    db.session.commit()
+    have = ",".join(str(i) for i in shown)
+    response = viewer.get(f"/deliveries/feed?after={old}&count=1&have={have}", htmx=True)
+    assert response.headers["X-Live-New"] == "1"
+    assert response.headers["X-Live-Cursor"] == str(old)  # the new row is still to be shown
+    everything = f"{have},{arrived}"
+    caught_up = viewer.get(f"/deliveries/feed?after={old}&count=1&have={everything}", htmx=True)
+    assert caught_up.status_code == 204 and "X-Live-New" not in caught_up.headers
+
+
 def test_feed_sends_watched_rows_only_when_they_changed(viewer, endpoint):
     row = make_delivery(endpoint, "in_flight")
     row_id, attempts = row.id, row.attempts_count

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,19 +69,17 @@ def deliveries_after(filters: DeliveryFilters, after: int) -> Feed | None:
 NEW_COUNT_CAP = 1000  # "1000+ new": counting further costs a scan and helps nobody
 
 
-def count_after(filters: DeliveryFilters, after: int) -> int | None:
-    """How many deliveries past the cursor match (up to the cap); None when nothing at all
-    was created since (no filtered query)."""
+def count_after(filters: DeliveryFilters, after: int, have: Collection[int] = ()) -> int | None:
+    """How many deliveries past the cursor match (up to the cap), leaving out those the page
+    already shows (`have`: rows past a cursor still settling); None when nothing at all was
+    created since (no filtered query)."""
     newest_id, _ = newest_delivery()
     if newest_id <= after:
         return None
-    matching = (  # ids only: an index-only count (queries.count_deliveries)
-        _filtered_deliveries(filters)
-        .with_only_columns(Delivery.id)
-        .where(Delivery.id > after)
-        .limit(NEW_COUNT_CAP)
-        .subquery()
-    )
+    query = _filtered_deliveries(filters).with_only_columns(Delivery.id).where(Delivery.id > after)
+    if have:
+        query = query.where(Delivery.id.not_in(have))
+    matching = query.limit(NEW_COUNT_CAP).subquery()  # ids only: an index-only count
     return db.session.scalar(select(func.count()).select_from(matching))
 
 

@@ -99,17 +99,17 @@ def delivery_feed():
         response.headers["X-Live-Cursor"] = str(feed_start(page.items, False))
         response.headers["X-Live-Reset"] = "1"
         return response
+    # Rows the page already shows past its cursor (the cursor waits while their commit window
+    # settles): neither rendered twice nor counted as new.
+    have = {int(p) for p in request.args.get("have", "").split(",")[:FEED_LIMIT] if p.isdigit()}
     if request.args.get("count") == "1":
-        new = count_after(filters, after)
+        new = count_after(filters, after, have)
         if new:
             return feed_response(changed, after, X_Live_New=new)
         return feed_response(changed, after)
     feed = deliveries_after(filters, after)
     if feed is None:
         return feed_response(changed, after)
-    # Rows the page already has (sent again while their commit window settles) are not
-    # rendered twice: the page lists them in `have`.
-    have = {int(p) for p in request.args.get("have", "").split(",")[:FEED_LIMIT] if p.isdigit()}
     fresh = [row for row in feed.rows if row.id not in have]
     seen = {row.id for row in fresh}
     return feed_response(fresh + [row for row in changed if row.id not in seen], feed.cursor)
