@@ -69,7 +69,7 @@ def deliveries_after(filters: DeliveryFilters, after: int) -> Feed | None:
 NEW_COUNT_CAP = 1000  # "1000+ new": counting further costs a scan and helps nobody
 
 
-def count_after(filters: DeliveryFilters, after: int, have: Collection[int] = ()) -> int | None:
+def count_after(filters: DeliveryFilters, after: int, have: Collection[int]) -> int | None:
     """How many deliveries past the cursor match (up to the cap), leaving out those the page
     already shows (`have`: rows past a cursor still settling); None when nothing at all was
     created since (no filtered query)."""

@@ -53,6 +53,12 @@ def watched_rows() -> dict[int, str]:
     return watched
 
 
+def shown_rows() -> set[int]:
+    """`have=14,15`: the rows the page shows past its cursor (the cursor waits while their
+    commit window settles), so that they are neither rendered twice nor counted as new."""
+    return {int(p) for p in request.args.get("have", "").split(",")[:FEED_LIMIT] if p.isdigit()}
+
+
 def feed_response(rows, cursor: int, **headers):
     """The rows (new ones and changed watched ones) with the next cursor; 204 without rows."""
     if not rows and not headers:
@@ -99,9 +105,7 @@ def delivery_feed():
         response.headers["X-Live-Cursor"] = str(feed_start(page.items, False))
         response.headers["X-Live-Reset"] = "1"
         return response
-    # Rows the page already shows past its cursor (the cursor waits while their commit window
-    # settles): neither rendered twice nor counted as new.
-    have = {int(p) for p in request.args.get("have", "").split(",")[:FEED_LIMIT] if p.isdigit()}
+    have = shown_rows()
     if request.args.get("count") == "1":
         new = count_after(filters, after, have)
         if new:
