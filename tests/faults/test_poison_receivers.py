@@ -23,15 +23,28 @@ from webhook_admin.models import Attempt, Delivery, DeliveryStatus
 EVENTS = 8
 LEASE = 6.0  # twice the delivery timeout: a slow, loaded machine must not expire a live try
 
+# Each server closes the connection after its answer; saying so (`connection: close`) keeps
+# the worker from sending the next event on that connection while its close is still in
+# flight: that try would fail to connect and never reach the server (a CI run lost one).
+CLOSE = b"connection: close\r\n"
 HUGE_HEADERS = b"".join(b"x-big-%d: %s\r\n" % (n, b"h" * 65_000) for n in range(98))
 POISONS = {
-    "nul in the body": raw(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nok\x00\x00\x00end"),
-    "nul in a header": raw(b"HTTP/1.1 200 OK\r\nx-odd: a\x00b\r\ncontent-length: 2\r\n\r\nok"),
-    "invalid utf-8": raw(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n\xff\xfe\xc3(\xed\xa0"),
+    "nul in the body": raw(
+        b"HTTP/1.1 200 OK\r\n" + CLOSE + b"content-length: 8\r\n\r\nok\x00\x00\x00end"
+    ),
+    "nul in a header": raw(
+        b"HTTP/1.1 200 OK\r\n" + CLOSE + b"x-odd: a\x00b\r\ncontent-length: 2\r\n\r\nok"
+    ),
+    "invalid utf-8": raw(
+        b"HTTP/1.1 200 OK\r\n" + CLOSE + b"content-length: 6\r\n\r\n\xff\xfe\xc3(\xed\xa0"
+    ),
+    # No room for CLOSE: http.client takes at most 100 header lines.
     "huge headers": raw(b"HTTP/1.1 200 OK\r\n" + HUGE_HEADERS + b"content-length: 2\r\n\r\nok"),
     "a body that never ends": endless(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n"),
     "deeply nested json": raw(
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200000\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\n"
+        + CLOSE
+        + b"content-type: application/json\r\ncontent-length: 200000\r\n\r\n"
         + b"[" * 100_000
         + b"]" * 100_000
     ),
